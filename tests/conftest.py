@@ -1,0 +1,28 @@
+"""Shared test helpers: where the reference fixtures live, and small configs."""
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("NCSN_FAST_FIXTURES", REPO.parent / "shared" / "fixtures"))
+VARIANTS = ["ncsn_cifar10_ngf8", "ncsnv2_cifar10_ngf8", "ncsnv2_church_ngf4"]
+
+
+def fixture_path(name: str) -> Path:
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.skip(f"reference fixture {name} not found under {FIXTURES} "
+                    "(set NCSN_FAST_FIXTURES to the fixtures folder)")
+    return path
+
+
+def load_fixture(name: str):
+    return torch.load(fixture_path(name), map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)

@@ -1,0 +1,66 @@
+"""The ncsn-fast command: sample, info, demo, and one clear line for bad input with no output left."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import fixture_path
+from PIL import Image
+
+from ncsn_fast.cli import main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "ncsn_fast.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_sample_writes_grid_npz_config(tmp_path):
+    out = tmp_path / "out"
+    rc = main(["sample", "--checkpoint", str(fixture_path("ncsn_cifar10_ngf8_checkpoint.pth")),
+               "--config", str(fixture_path("ncsn_cifar10_ngf8_config.yml")), "-n", "5", "--batch-size", "3",
+               "--n-steps-each", "1", "--seed", "3", "--out", str(out), "--quiet"])
+    assert rc == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.yml", "samples.npz", "samples.png"]
+    arr = np.load(out / "samples.npz")["arr_0"]
+    assert arr.dtype == np.uint8 and arr.shape == (5, 32, 32, 3)
+    grid = np.asarray(Image.open(out / "samples.png"))
+    assert grid.shape == (2 + 2 * 34, 2 + 3 * 34, 3)
+    assert np.array_equal(grid[2:34, 2:34], arr[0])
+
+
+def test_info(capsys):
+    assert main(["info", str(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth")),
+                 "--config", str(fixture_path("ncsnv2_cifar10_ngf8_config.yml"))]) == 0
+    text = capsys.readouterr().out
+    assert "NCSNv2 (ncsnv2), ngf 8" in text and "232 geometric, sigma 50 -> 0.01" in text
+    assert "1161 network evaluations" in text and "EMA" in text
+
+
+@pytest.mark.parametrize("case", ["missing", "wrong_config", "negative_n", "no_config", "out_is_file"])
+def test_bad_input_one_line_exit_2_no_output(tmp_path, case):
+    ckpt = fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth")
+    out = tmp_path / "out"
+    args = {"missing": ["--checkpoint", tmp_path / "nope.pth"],
+            "wrong_config": ["--checkpoint", ckpt, "--config", fixture_path("ncsn_cifar10_ngf8_config.yml")],
+            "negative_n": ["--checkpoint", ckpt, "-n", "-3"],
+            "no_config": ["--checkpoint", ckpt],
+            "out_is_file": ["--checkpoint", ckpt]}[case]
+    if case == "out_is_file":
+        out.write_text("x")
+    r = run("sample", *args, "--out", out)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    if case != "out_is_file":
+        assert not out.exists()
+
+
+def test_demo(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "-n", "2000"]) == 0
+    text = capsys.readouterr().out
+    assert "annealed Langevin" in text
+    img = Image.open(tmp_path / "gmm_langevin.png")
+    assert img.size[0] > img.size[1] > 100

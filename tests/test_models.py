@@ -1,0 +1,95 @@
+"""Models: exact state_dict layout of every published config; fixture outputs of the original code."""
+
+import json
+
+import pytest
+import torch
+from conftest import FIXTURES, VARIANTS, fixture_path, load_fixture
+
+from ncsn_fast import load_checkpoint
+from ncsn_fast.config import config_from_dict
+from ncsn_fast.models import build_model
+
+KEY_FILES = sorted(p.name for p in FIXTURES.glob("keys/*.json")) or ["ncsnv2_cifar10.json"]
+
+
+@pytest.mark.parametrize("name", KEY_FILES)
+def test_published_config_state_dict_layout(name):
+    spec = json.loads(fixture_path(f"keys/{name}").read_text())
+    cfg = config_from_dict(spec["config"])
+    assert spec["model_class"].startswith(cfg.arch + " ")
+    with torch.device("meta"):
+        model = build_model(cfg)
+    ours = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    theirs = [(k.removeprefix("module."), shape) for k, shape, _ in spec["state_dict"]]
+    assert ours == theirs  # same names, shapes and order
+    assert sum(p.numel() for p in model.parameters()) == spec["num_params"]
+    if spec.get("ema_shadow"):  # the EMA shadow holds exactly the parameters
+        assert [n for n, _ in model.named_parameters()] == [n for n, _, _ in spec["ema_shadow"]]
+
+
+def _load_variant(variant, ema=True):
+    return load_checkpoint(fixture_path(f"{variant}_checkpoint.pth"),
+                           config=fixture_path(f"{variant}_config.yml"), ema=ema)
+
+
+def _rel_err(a, b):
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fixture_outputs(variant):
+    io = load_fixture(f"{variant}_model_io.pt")
+    model, cfg = _load_variant(variant)
+    assert cfg.arch == io["model_class"] and not model.training
+    with torch.no_grad():
+        out = model(io["x"], io["y"])
+        out0 = model(io["x"], torch.zeros_like(io["y"]))
+    # fp32 forward, different conv rounding per batch size/threads: 1e-5 of the output scale.
+    assert _rel_err(out, io["out"]) <= 1e-5
+    assert _rel_err(out0, io["out_all_labels_0"]) <= 1e-5
+    if "out_raw_weights" in io:  # NCSNv2: the EMA weights were applied, and ema=False gives the raw ones
+        assert _rel_err(out, io["out_raw_weights"]) > 1e-3
+        raw, _ = _load_variant(variant, ema=False)
+        with torch.no_grad():
+            assert _rel_err(raw(io["x"], io["y"]), io["out_raw_weights"]) <= 1e-5
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fixture_activations_single_sample(variant):
+    """Per-block outputs for one sample, to localise any divergence from the original."""
+    io = load_fixture(f"{variant}_model_io.pt")
+    model, _ = _load_variant(variant)
+    acts, hooks = {}, []
+    for name in io["activations_batch0"]:
+        mod = getattr(model, name, None)
+        if mod is None:
+            continue
+        mod = mod[-1] if isinstance(mod, torch.nn.ModuleList) else mod
+        hooks.append(mod.register_forward_hook(lambda m, i, o, name=name: acts.__setitem__(name, o)))
+    with torch.no_grad():
+        model(io["x"][:1], io["y"][:1])
+    assert {"begin_conv", "res1", "refine1", "normalizer", "end_conv"} <= set(acts)
+    for name, ref in io["activations_batch0"].items():
+        if name in acts:
+            assert _rel_err(acts[name], ref) <= 1e-5, name
+
+
+def test_ncsnv2_label_enters_only_through_sigma():
+    model, cfg = _load_variant("ncsnv2_cifar10_ngf8")
+    x = torch.rand(2, *cfg.image_shape)
+    with torch.no_grad():
+        a = model(x, torch.tensor([0, 0]))
+        b = model(x, torch.tensor([5, 100]))
+    sig = model.sigmas
+    torch.testing.assert_close(b, a * (sig[0] / sig[[5, 100]]).view(2, 1, 1, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_models_train_with_autograd():
+    cfg = config_from_dict({"data": {"image_size": 8, "channels": 1},
+                            "model": {"ngf": 4, "num_classes": 3, "sigma_begin": 1, "sigma_end": 0.1}})
+    model = build_model(cfg)
+    out = model(torch.rand(2, 1, 8, 8), torch.tensor([0, 2]))
+    out.square().sum().backward()
+    assert out.shape == (2, 1, 8, 8)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
