@@ -1,0 +1,26 @@
+// ncsn_fast._C: the only file that touches pybind11. Arguments are data pointers (as integers), sizes and
+// scalars; the Python side (ncsn_fast/ops) checks dtypes, shapes and devices before calling.
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "ops_cpu.h"
+
+namespace py = pybind11;
+
+template <typename T>
+static T* ptr(uintptr_t p) {
+  return reinterpret_cast<T*>(p);
+}
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "ncsn_fast CPU kernels (raw pointers, no libtorch)";
+  m.def("philox_words_cpu", [](uintptr_t out, uintptr_t ids, int64_t n, int64_t numel, uint64_t seed, uint32_t step) {
+    py::gil_scoped_release nogil;
+    ncsn::philox_words_cpu(ptr<uint32_t>(out), ptr<const int64_t>(ids), n, numel, seed, step);
+  });
+  m.def("philox_normal_cpu", [](uintptr_t out, uintptr_t ids, int64_t n, int64_t numel, uint64_t seed, uint32_t step) {
+    py::gil_scoped_release nogil;
+    ncsn::philox_normal_cpu(ptr<float>(out), ptr<const int64_t>(ids), n, numel, seed, step);
+  });
+}

@@ -1,0 +1,94 @@
+"""Which backends can run an op on given tensors, and why not: one place, asked per call.
+
+Backends in priority order: 'cuda' (ncsn_fast._C built with nvcc), 'triton', 'cpu' (ncsn_fast._C,
+C++/OpenMP), 'torch' (the pure-PyTorch reference, always available). `auto` takes the first that
+can run; `explain()` lists why each earlier one could not.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from functools import cache
+
+import torch
+
+BACKENDS = ("cuda", "triton", "cpu", "torch")
+
+
+@cache
+def _ext():
+    try:
+        return importlib.import_module("ncsn_fast._C"), None
+    except ImportError as e:
+        return None, f"the C++ extension ncsn_fast._C is not built ({e})"
+
+
+@cache
+def _triton():
+    try:
+        import triton  # noqa: F401
+        return True, None
+    except ImportError:
+        return False, "triton is not installed"
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def why_not(backend: str, device: torch.device) -> str | None:
+    """None if `backend` can run on tensors of `device`, else the reason it cannot."""
+    if backend == "torch":
+        return None
+    if backend == "cpu":
+        if device.type != "cpu":
+            return f"tensors are on {device}, not the CPU"
+        return _ext()[1]
+    if backend == "triton":
+        ok, reason = _triton()
+        if not ok:
+            return reason
+        if device.type == "cpu" and not interpreting():
+            return "tensors are on the CPU (Triton runs there only with TRITON_INTERPRET=1)"
+        if device.type not in ("cpu", "cuda"):
+            return f"tensors are on {device}"
+        return None
+    if backend == "cuda":
+        if device.type != "cuda":
+            return f"tensors are on {device}, not a CUDA device"
+        ext, reason = _ext()
+        if ext is None:
+            return reason
+        if not getattr(ext, "has_cuda", lambda: False)():
+            return "ncsn_fast._C was built without CUDA (nvcc not found at build time)"
+        return None
+    raise ValueError(f"unknown backend {backend!r}; choose from {('auto',) + BACKENDS}")
+
+
+def choose(backend: str, device: torch.device, supported: tuple[str, ...] = BACKENDS) -> str:
+    """Resolve 'auto' (first of `supported` that can run) or check an explicit choice."""
+    if backend == "auto":
+        for b in supported:
+            if why_not(b, device) is None:
+                return b
+        raise RuntimeError(explain(device, supported))
+    if backend not in supported:
+        raise ValueError(f"backend {backend!r} not supported by this op; choose from {('auto',) + supported}")
+    reason = why_not(backend, device)
+    if reason is not None:
+        raise RuntimeError(f"backend {backend!r} cannot run: {reason}")
+    return backend
+
+
+def explain(device: torch.device, supported: tuple[str, ...] = BACKENDS) -> str:
+    """One line per backend: what `auto` would do on `device` and why."""
+    lines = []
+    for b in supported:
+        reason = why_not(b, device)
+        lines.append(f"{b}: {'available' if reason is None else reason}")
+    return "; ".join(lines)
+
+
+def ext():
+    return _ext()[0]
