@@ -6,9 +6,9 @@ from setuptools import setup
 
 cpu = Pybind11Extension(
     "ncsn_fast._C",
-    sources=["csrc/bindings.cpp", "csrc/philox_cpu.cpp"],
+    sources=["csrc/bindings.cpp", "csrc/philox_cpu.cpp", "csrc/langevin_step_cpu.cpp"],
     include_dirs=["csrc"],
-    depends=["csrc/philox.h", "csrc/ops_cpu.h"],
+    depends=["csrc/common.h", "csrc/philox.h", "csrc/langevin_step.h", "csrc/ops_cpu.h"],
     extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=off"],
     extra_link_args=["-fopenmp"],
     cxx_std=17,

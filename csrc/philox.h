@@ -5,11 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define NCSN_HD __host__ __device__ __forceinline__
-#else
-#define NCSN_HD inline
-#endif
+#include "common.h"
 
 namespace ncsn {
 

@@ -67,6 +67,15 @@ def words_to_uniform(w: torch.Tensor) -> torch.Tensor:
     return ((w >> 8).to(torch.float32) + 0.5) * (1.0 / 16777216.0)
 
 
+# The step index reserved for the initial state x0 ~ U(0, 1) of a sample; Langevin steps count from 0.
+INIT_STEP = 0xFFFFFFFF
+
+
+def philox_uniform_ref(seed: int, step: int, sample_ids: torch.Tensor, numel: int) -> torch.Tensor:
+    """Uniforms in (0, 1) (N, numel) float32 from the same words (used for x0 at INIT_STEP)."""
+    return words_to_uniform(philox_words_ref(seed, step, sample_ids, numel))
+
+
 def philox_normal_ref(seed: int, step: int, sample_ids: torch.Tensor, numel: int) -> torch.Tensor:
     """Standard normals z (N, numel), float32: the reference every backend is tested against."""
     k0, k1 = _seed_words(int(seed))

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import Config
+from ..ops.philox import INIT_STEP, philox_noise, philox_uniform_ref
 from .langevin import anneal_langevin, torch_noise
 
 
@@ -33,14 +34,19 @@ def data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
 @torch.no_grad()
 def sample(model: torch.nn.Module, config: Config, n: int, *, seed: int = 0, batch_size: int | None = None,
            n_steps_each: int | None = None, step_lr: float | None = None, denoise: bool | None = None,
-           device: str | torch.device | None = None, progress: bool = True) -> torch.Tensor:
+           device: str | torch.device | None = None, progress: bool = True, rng: str = "torch",
+           first_index: int = 0) -> torch.Tensor:
     """n samples in model space (N, C, H, W), float32 on the CPU, with the config's sampling settings.
 
-    Reference path: x0 ~ U(0, 1) and the Langevin noise come from one torch generator seeded with
-    `seed`, batch after batch, exactly as the original samplers draw them.
+    rng='torch': x0 ~ U(0, 1) and the Langevin noise come from one torch generator seeded with `seed`,
+        batch after batch, exactly as the original samplers draw them (results depend on batch_size).
+    rng='philox': the counter-based stream keyed by (seed, sample index, step): sample i (counted from
+        `first_index`) is the same whatever the batch size, the device or the noise backend.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if rng not in ("torch", "philox"):
+        raise ValueError(f"rng must be 'torch' or 'philox', got {rng!r}")
     s = config.sampling
     n_steps_each = n_steps_each or s.n_steps_each
     step_lr = step_lr if step_lr is not None else s.step_lr
@@ -56,11 +62,18 @@ def sample(model: torch.nn.Module, config: Config, n: int, *, seed: int = 0, bat
     with tqdm(total=evals, desc="annealed Langevin", unit="eval", disable=not progress, leave=False) as bar:
         for b in range(n_batches):
             m = min(batch_size, n - b * batch_size)
-            x0 = data_transform(torch.rand(m, *config.image_shape, generator=generator), config)
+            if rng == "torch":
+                x0 = torch.rand(m, *config.image_shape, generator=generator)
+                noise = _cpu_noise(generator, device)
+            else:
+                ids = torch.arange(first_index + b * batch_size, first_index + b * batch_size + m)
+                x0 = philox_uniform_ref(seed, INIT_STEP, ids, math.prod(config.image_shape))
+                x0 = x0.view(m, *config.image_shape)
+                noise = philox_noise(seed, ids.to(device))
             # NCSN v1 draws the noise before the score call, NCSNv2 after it.
-            x = anneal_langevin(score, x0.to(device), sigmas, n_steps_each=n_steps_each, step_lr=step_lr,
-                                noise_first=config.family == "ncsn", denoise=denoise,
-                                noise=_cpu_noise(generator, device), progress=bar.update)
+            x = anneal_langevin(score, data_transform(x0, config).to(device), sigmas, n_steps_each=n_steps_each,
+                                step_lr=step_lr, noise_first=config.family == "ncsn", denoise=denoise,
+                                noise=noise, progress=bar.update)
             if not torch.isfinite(x).all():
                 raise FloatingPointError(
                     f"batch {b}: samples contain NaN or inf after Langevin dynamics "
