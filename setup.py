@@ -6,9 +6,11 @@ from setuptools import setup
 
 cpu = Pybind11Extension(
     "ncsn_fast._C",
-    sources=["csrc/bindings.cpp", "csrc/philox_cpu.cpp", "csrc/langevin_step_cpu.cpp"],
+    sources=["csrc/bindings.cpp", "csrc/philox_cpu.cpp", "csrc/langevin_step_cpu.cpp",
+             "csrc/instance_norm_plus_cpu.cpp"],
     include_dirs=["csrc"],
-    depends=["csrc/common.h", "csrc/philox.h", "csrc/langevin_step.h", "csrc/ops_cpu.h"],
+    depends=["csrc/common.h", "csrc/philox.h", "csrc/langevin_step.h", "csrc/instance_norm_plus.h",
+             "csrc/ops_cpu.h"],
     extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=off"],
     extra_link_args=["-fopenmp"],
     cxx_std=17,

@@ -30,4 +30,12 @@ PYBIND11_MODULE(_C, m) {
     ncsn::langevin_step_cpu(ptr<float>(x), ptr<const void>(h), h_dtype, ptr<const int64_t>(ids), n, channels, hw,
                             channels_last, seed, step, ptr<const float>(coefs), ptr<float>(stats));
   });
+  m.def("instance_norm_plus_cpu", [](uintptr_t x, uintptr_t out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                                     bool channels_last, uintptr_t gamma, uintptr_t alpha, uintptr_t beta,
+                                     int64_t param_stride, bool apply_elu, uintptr_t mu, uintptr_t rstd) {
+    py::gil_scoped_release nogil;
+    ncsn::instance_norm_plus_cpu(ptr<const void>(x), ptr<void>(out), dtype, n, channels, hw, channels_last,
+                                 ptr<const float>(gamma), ptr<const float>(alpha), ptr<const float>(beta), param_stride,
+                                 apply_elu, ptr<float>(mu), ptr<float>(rstd));
+  });
 }

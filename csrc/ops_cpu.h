@@ -15,4 +15,10 @@ void langevin_step_cpu(float* x, const void* h, int h_dtype, const int64_t* ids,
                        int64_t hw, bool channels_last, uint64_t seed, uint32_t step, const float* coefs,
                        float* stats);
 
+// out = instance norm++ of x (n, channels, hw) [+ ELU], same dtype code and layout as x; gamma/alpha/beta
+// float32 rows of `channels`, row i at i * param_stride (0: shared). mu/rstd (n, channels) outputs or null.
+void instance_norm_plus_cpu(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                            bool channels_last, const float* gamma, const float* alpha, const float* beta,
+                            int64_t param_stride, bool apply_elu, float* mu, float* rstd);
+
 }  // namespace ncsn

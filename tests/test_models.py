@@ -8,7 +8,8 @@ from conftest import FIXTURES, VARIANTS, fixture_path, load_fixture
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.config import config_from_dict
-from ncsn_fast.models import build_model
+from ncsn_fast.models import build_model, set_norm_backend
+from ncsn_fast.ops._backends import why_not
 
 KEY_FILES = sorted(p.name for p in FIXTURES.glob("keys/*.json")) or ["ncsnv2_cifar10.json"]
 
@@ -75,6 +76,22 @@ def test_fixture_activations_single_sample(variant):
             assert _rel_err(acts[name], ref) <= 1e-5, name
 
 
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_norms_give_fixture_outputs(variant, backend):
+    if why_not(backend, torch.device("cpu")):
+        pytest.skip(why_not(backend, torch.device("cpu")))
+    io = load_fixture(f"{variant}_model_io.pt")
+    model, _ = _load_variant(variant)
+    with torch.no_grad():
+        ref = model(io["x"], io["y"])
+        set_norm_backend(model, backend)
+        fused = model(io["x"], io["y"])
+    assert not torch.equal(fused, ref)  # the fused op did run
+    assert _rel_err(fused, io["out"]) <= 1e-5
+    assert _rel_err(fused, ref) <= 1e-5
+
+
 def test_ncsnv2_label_enters_only_through_sigma():
     model, cfg = _load_variant("ncsnv2_cifar10_ngf8")
     x = torch.rand(2, *cfg.image_shape)
@@ -88,7 +105,7 @@ def test_ncsnv2_label_enters_only_through_sigma():
 def test_models_train_with_autograd():
     cfg = config_from_dict({"data": {"image_size": 8, "channels": 1},
                             "model": {"ngf": 4, "num_classes": 3, "sigma_begin": 1, "sigma_end": 0.1}})
-    model = build_model(cfg)
+    model = set_norm_backend(build_model(cfg), "auto")  # under autograd the reference runs regardless
     out = model(torch.rand(2, 1, 8, 8), torch.tensor([0, 2]))
     out.square().sum().backward()
     assert out.shape == (2, 1, 8, 8)

@@ -76,8 +76,8 @@ class ResidualBlock(nn.Module):
         self.normalize1 = norm(cin, num_classes)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        out = self.conv1(self.act(self.normalize1(x, y)))
-        out = self.conv2(self.act(self.normalize2(out, y)))
+        out = self.conv1(self.normalize1.forward_act(x, y, self.act))
+        out = self.conv2(self.normalize2.forward_act(out, y, self.act))
         shortcut = self.shortcut(x) if self.has_shortcut else x
         return shortcut + out
 
@@ -100,9 +100,8 @@ class RCUBlock(nn.Module):
         for i in range(1, self.n_blocks + 1):
             residual = x
             for j in range(1, self.n_stages + 1):
-                if self.has_norm:
-                    x = getattr(self, f"{i}_{j}_norm")(x, y)
-                x = getattr(self, f"{i}_{j}_conv")(self.act(x))
+                x = getattr(self, f"{i}_{j}_norm").forward_act(x, y, self.act) if self.has_norm else self.act(x)
+                x = getattr(self, f"{i}_{j}_conv")(x)
             x = x + residual
         return x
 

@@ -1,40 +1,39 @@
-"""Instance norm++ (NCSNv2) and conditional instance norm++ (NCSN v1), as in the original code.
+"""Instance norm++ (NCSNv2) and conditional instance norm++ (NCSN v1) modules, as in the original code.
 
-out = gamma_c * ((x - mu_nc) / sqrt(v_nc + eps) + alpha_c * m_nc) + beta_c, where mu_nc, v_nc are
-the per-plane mean and biased variance and m_nc = (mu_nc - mean_c mu) / sqrt(var_c mu + eps) are the
-plane means standardised across channels with the *unbiased* variance. eps = 1e-5. Statistics are
-always per instance (also in eval). Parameter names and layouts match the original checkpoints:
-v2 registers `alpha`, `gamma`, `beta`; v1 has one embedding of shape (L, 3F) laid out [gamma|alpha|beta].
+The math and its reference live in ncsn_fast/ops/instance_norm_plus.py. Parameter names and layouts match
+the original checkpoints: NCSNv2 registers `alpha`, `gamma`, `beta`; NCSN v1 has one embedding of shape
+(L, 3F) laid out [gamma|alpha|beta]. `backend` is 'torch' (the reference, bit-identical to the
+original) unless set with `set_norm_backend`; the fused op runs only when autograd is off.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-EPS = 1e-5
+from ..ops.instance_norm_plus import instance_norm_plus, instance_norm_plus_ref
 
 
-def _standardised_means(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-plane means (N, C) and the same standardised across channels, in the original op order."""
-    means = torch.mean(x, dim=(2, 3))
-    m = torch.mean(means, dim=-1, keepdim=True)
-    v = torch.var(means, dim=-1, keepdim=True)
-    return means, (means - m) / torch.sqrt(v + EPS)
+class _NormPlus(nn.Module):
+    backend: str = "torch"
+
+    def _fused(self) -> bool:
+        return self.backend != "torch" and not torch.is_grad_enabled()
+
+    def _norm(self, x, gamma, alpha, beta, elu: bool) -> torch.Tensor:
+        if self._fused():
+            return instance_norm_plus(x, gamma, alpha, beta, elu=elu, backend=self.backend)
+        out = instance_norm_plus_ref(x, gamma, alpha, beta)
+        return torch.nn.functional.elu(out) if elu else out
+
+    def forward_act(self, x: torch.Tensor, y: torch.Tensor | None, act: nn.Module) -> torch.Tensor:
+        """act(norm(x, y)), with an ELU fused into the norm when the fused op runs."""
+        if self._fused() and isinstance(act, nn.ELU) and act.alpha == 1.0:
+            return self(x, y, elu=True)
+        return act(self(x, y))
 
 
-def instance_norm_plus_ref(x: torch.Tensor, gamma: torch.Tensor, alpha: torch.Tensor,
-                           beta: torch.Tensor) -> torch.Tensor:
-    """Reference instance norm++; gamma/alpha/beta are (C,) or per sample (N, C)."""
-    _, m_hat = _standardised_means(x)
-    h = F.instance_norm(x, eps=EPS)
-    n, c = x.shape[:2]
-    h = h + m_hat[..., None, None] * alpha.view(-1, c, 1, 1)
-    return gamma.view(-1, c, 1, 1) * h + beta.view(-1, c, 1, 1)
-
-
-class InstanceNorm2dPlus(nn.Module):
+class InstanceNorm2dPlus(_NormPlus):
     """NCSNv2 InstanceNorm2dPlus (unconditional); `y` is accepted and ignored so blocks share code."""
 
     def __init__(self, num_features: int, num_classes: int | None = None):
@@ -44,11 +43,11 @@ class InstanceNorm2dPlus(nn.Module):
         self.gamma = nn.Parameter(torch.empty(num_features).normal_(1, 0.02))
         self.beta = nn.Parameter(torch.zeros(num_features))
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        return instance_norm_plus_ref(x, self.gamma, self.alpha, self.beta)
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, elu: bool = False) -> torch.Tensor:
+        return self._norm(x, self.gamma, self.alpha, self.beta, elu)
 
 
-class ConditionalInstanceNorm2dPlus(nn.Module):
+class ConditionalInstanceNorm2dPlus(_NormPlus):
     """NCSN v1 ConditionalInstanceNorm2dPlus: gamma, alpha, beta picked by the noise-level label y."""
 
     def __init__(self, num_features: int, num_classes: int):
@@ -59,6 +58,14 @@ class ConditionalInstanceNorm2dPlus(nn.Module):
             self.embed.weight[:, : 2 * num_features].normal_(1, 0.02)
             self.embed.weight[:, 2 * num_features:].zero_()
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, y: torch.Tensor, elu: bool = False) -> torch.Tensor:
         gamma, alpha, beta = self.embed(y).chunk(3, dim=-1)
-        return instance_norm_plus_ref(x, gamma, alpha, beta)
+        return self._norm(x, gamma, alpha, beta, elu)
+
+
+def set_norm_backend(model: nn.Module, backend: str) -> nn.Module:
+    """Use the fused instance norm++ op ('auto', 'cpu', 'triton', ...) or the reference ('torch') in `model`."""
+    for m in model.modules():
+        if isinstance(m, _NormPlus):
+            m.backend = backend
+    return model

@@ -114,7 +114,7 @@ class RefineNetScore(nn.Module):
         for name, layer in zip(self.refine_names, reversed(layers)):
             xs = [layer] if ref is None else [layer, ref]
             ref = getattr(self, name)(xs, y_norm, layer.shape[2:])
-        out = self.end_conv(self.act(self.normalizer(ref, y_norm)))
+        out = self.end_conv(self.normalizer.forward_act(ref, y_norm, self.act))
         if self.conditional:
             return out
         used_sigmas = self.sigmas[y].view(x.shape[0], *([1] * len(x.shape[1:])))
