@@ -3,8 +3,13 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 #include "ops_cpu.h"
+#ifdef NCSN_WITH_CUDA
+#include "ops_cuda.h"
+#endif
 
 namespace py = pybind11;
 
@@ -13,8 +18,15 @@ static T* ptr(uintptr_t p) {
   return reinterpret_cast<T*>(p);
 }
 
+#ifdef NCSN_WITH_CUDA
+static void check(int err, const char* what) {
+  if (err != 0) throw std::runtime_error(std::string(what) + ": CUDA error " + std::to_string(err) + " (" +
+                                         ncsn::cuda_error_string(err) + ")");
+}
+#endif
+
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "ncsn_fast CPU kernels (raw pointers, no libtorch)";
+  m.doc() = "ncsn_fast kernels for the CPU (and CUDA when built with nvcc); raw pointers, no libtorch";
   m.def("philox_words_cpu", [](uintptr_t out, uintptr_t ids, int64_t n, int64_t numel, uint64_t seed, uint32_t step) {
     py::gil_scoped_release nogil;
     ncsn::philox_words_cpu(ptr<uint32_t>(out), ptr<const int64_t>(ids), n, numel, seed, step);
@@ -38,4 +50,34 @@ PYBIND11_MODULE(_C, m) {
                                  ptr<const float>(gamma), ptr<const float>(alpha), ptr<const float>(beta), param_stride,
                                  apply_elu, ptr<float>(mu), ptr<float>(rstd));
   });
+
+#ifdef NCSN_WITH_CUDA
+  m.def("has_cuda", []() { return true; });
+  m.def("cuda_device_count", []() { return ncsn::cuda_device_count(); });
+  m.def("philox_cuda", [](uintptr_t out, uintptr_t ids, int64_t n, int64_t numel, uintptr_t seed, uintptr_t step,
+                          bool words, uintptr_t stream) {
+    check(ncsn::philox_cuda(ptr<void>(out), ptr<const int64_t>(ids), n, numel, ptr<const int64_t>(seed),
+                            ptr<const int64_t>(step), words, stream),
+          "philox_cuda");
+  });
+  m.def("langevin_step_cuda", [](uintptr_t x, uintptr_t h, int h_dtype, uintptr_t ids, int64_t n, int64_t channels,
+                                 int64_t hw, bool channels_last, uintptr_t seed, uintptr_t step, uintptr_t coefs,
+                                 uintptr_t stats, uintptr_t stream) {
+    check(ncsn::langevin_step_cuda(ptr<float>(x), ptr<const void>(h), h_dtype, ptr<const int64_t>(ids), n, channels,
+                                   hw, channels_last, ptr<const int64_t>(seed), ptr<const int64_t>(step),
+                                   ptr<const float>(coefs), ptr<float>(stats), stream),
+          "langevin_step_cuda");
+  });
+  m.def("instance_norm_plus_cuda", [](uintptr_t x, uintptr_t out, int dtype, int64_t n, int64_t channels,
+                                      int64_t hw, bool channels_last, uintptr_t gamma, uintptr_t alpha,
+                                      uintptr_t beta, int64_t param_stride, bool apply_elu, uintptr_t work,
+                                      uintptr_t stream) {
+    check(ncsn::instance_norm_plus_cuda(ptr<const void>(x), ptr<void>(out), dtype, n, channels, hw, channels_last,
+                                        ptr<const float>(gamma), ptr<const float>(alpha), ptr<const float>(beta),
+                                        param_stride, apply_elu, ptr<float>(work), stream),
+          "instance_norm_plus_cuda");
+  });
+#else
+  m.def("has_cuda", []() { return false; });
+#endif
 }

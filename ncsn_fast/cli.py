@@ -75,6 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     _add_checkpoint_args(p)
 
+    p = sub.add_parser("bench", help="time the fused ops and the network forward; writes JSON + markdown")
+    p.add_argument("suite", nargs="?", choices=["ops", "forward", "all"], default="all")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="benchmarks/results", help="results folder (default benchmarks/results)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")
+    p.add_argument("--compile", nargs="*", default=[], metavar="MODE",
+                   help="also time torch.compile of the network in these modes (default, max-autotune, ...)")
+
     p = sub.add_parser("demo", help="the NCSN paper's 2-D Gaussian mixture with its exact score")
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
     p.add_argument("-n", type=_positive_int, default=6000)
@@ -182,9 +190,23 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    import torch
+
+    from . import bench
+
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise NcsnError(f"--device {args.device}: no CUDA device is available")
+    command = "ncsn-fast " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else f"ncsn-fast bench {args.suite}"
+    json_path, md_path = bench.run(args.suite, args.device, args.out, args.quick, tuple(args.compile), command)
+    print(md_path.read_text())
+    print(f"results: {json_path}, {md_path}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"sample": cmd_sample, "info": cmd_info, "demo": cmd_demo}[args.command]
+    handler = {"sample": cmd_sample, "info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}[args.command]
     try:
         return handler(args)
     except (NcsnError, FloatingPointError) as e:

@@ -92,3 +92,8 @@ def explain(device: torch.device, supported: tuple[str, ...] = BACKENDS) -> str:
 
 def ext():
     return _ext()[0]
+
+
+def stream(device: torch.device) -> int:
+    """The current CUDA stream of `device` as an integer handle for the C++ launchers."""
+    return torch.cuda.current_stream(device).cuda_stream

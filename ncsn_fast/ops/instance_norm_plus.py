@@ -60,6 +60,11 @@ def _instance_norm_plus_op(x: torch.Tensor, gamma: torch.Tensor, alpha: torch.Te
         _backends.ext().instance_norm_plus_cpu(
             x.data_ptr(), out.data_ptr(), DTYPES[x.dtype], n, c, h * w, channels_last, gamma.data_ptr(),
             alpha.data_ptr(), beta.data_ptr(), param_stride, elu, 0, 0)
+    elif backend == "cuda":
+        work = torch.empty(4 * n * c, dtype=torch.float32, device=x.device)
+        _backends.ext().instance_norm_plus_cuda(
+            x.data_ptr(), out.data_ptr(), DTYPES[x.dtype], n, c, h * w, channels_last, gamma.data_ptr(),
+            alpha.data_ptr(), beta.data_ptr(), param_stride, elu, work.data_ptr(), _backends.stream(x.device))
     elif backend == "triton":
         from ..kernels.instance_norm_plus import instance_norm_plus_triton
         instance_norm_plus_triton(x, out, gamma, alpha, beta, param_stride, elu, channels_last)
@@ -90,7 +95,7 @@ def instance_norm_plus(x: torch.Tensor, gamma: torch.Tensor, alpha: torch.Tensor
             raise ValueError(f"{name} must have shape ({c},) or ({n}, {c}), got {tuple(t.shape)}")
     if not (gamma.dim() == alpha.dim() == beta.dim()):
         raise ValueError("gamma, alpha and beta must all be (C,) or all (N, C)")
-    chosen = _backends.choose(backend, x.device, ("triton", "cpu", "torch"))
+    chosen = _backends.choose(backend, x.device)
     return _instance_norm_plus_op(x, gamma, alpha, beta, elu, chosen)
 
 

@@ -47,6 +47,14 @@ def _langevin_step_op(x: torch.Tensor, h: torch.Tensor, seed: torch.Tensor, step
             x.data_ptr(), hc.data_ptr(), H_DTYPES[h.dtype], sample_ids.data_ptr(), n, h.shape[1],
             numel // h.shape[1], channels_last, int(seed.item()) & ((1 << 64) - 1), int(step.item()) & 0xFFFFFFFF,
             coefs.data_ptr(), stats.data_ptr() if with_stats else 0)
+    elif backend == "cuda":
+        if with_stats:
+            stats.zero_()
+        hc = h if (channels_last or h.is_contiguous()) else h.contiguous()
+        _backends.ext().langevin_step_cuda(
+            x.data_ptr(), hc.data_ptr(), H_DTYPES[h.dtype], sample_ids.data_ptr(), n, h.shape[1],
+            numel // h.shape[1], channels_last, seed.data_ptr(), step.data_ptr(), coefs.data_ptr(),
+            stats.data_ptr() if with_stats else 0, _backends.stream(x.device))
     elif backend == "triton":
         from ..kernels.langevin_step import langevin_step_triton
         if with_stats:
@@ -95,10 +103,10 @@ def langevin_step_(x: torch.Tensor, h: torch.Tensor, coefs: torch.Tensor, *, see
     if h.dim() < 2:
         h = h.reshape(n, 1, -1)
     device = x.device
-    chosen = _backends.choose(backend, device, ("triton", "cpu", "torch"))
+    chosen = _backends.choose(backend, device)
     stats = torch.empty(n, 2, dtype=torch.float32, device=device)
     _langevin_step_op(x, h, _scalar_tensor(seed, torch.int64, device), _scalar_tensor(step, torch.int64, device),
-                      sample_ids.to(device), coefs.to(device), stats, with_stats, chosen)
+                      sample_ids.to(device).contiguous(), coefs.to(device).contiguous(), stats, with_stats, chosen)
     if not with_stats:
         return None
     return stats.sqrt() * torch.stack([coefs[1].abs().to(device), torch.ones((), device=device)])

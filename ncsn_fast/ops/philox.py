@@ -111,6 +111,10 @@ def _philox_normal_op(seed: torch.Tensor, step: torch.Tensor, sample_ids: torch.
         ids = sample_ids.contiguous()
         _backends.ext().philox_normal_cpu(out.data_ptr(), ids.data_ptr(), ids.shape[0], numel,
                                           int(seed.item()) & ((1 << 64) - 1), int(step.item()) & MASK32)
+    elif backend == "cuda":
+        ids = sample_ids.contiguous()
+        _backends.ext().philox_cuda(out.data_ptr(), ids.data_ptr(), ids.shape[0], numel, seed.data_ptr(),
+                                    step.data_ptr(), False, _backends.stream(out.device))
     elif backend == "triton":
         from ..kernels.philox import philox_triton
         philox_triton(out, sample_ids.contiguous(), seed, step)
@@ -133,7 +137,7 @@ def philox_normal(seed, step, sample_ids: torch.Tensor, numel: int, backend: str
     if sample_ids.dim() != 1 or sample_ids.dtype != torch.int64:
         raise ValueError(f"sample_ids must be a 1-D int64 tensor, got {sample_ids.dtype} {tuple(sample_ids.shape)}")
     device = sample_ids.device
-    chosen = _backends.choose(backend, device, ("triton", "cpu", "torch"))
+    chosen = _backends.choose(backend, device)
     return _philox_normal_op(_as_index_tensor(seed, device), _as_index_tensor(step, device), sample_ids,
                              int(numel), chosen)
 

@@ -1,0 +1,26 @@
+// Declarations of the CUDA launchers: raw device pointers, sizes and a cudaStream_t passed as an integer.
+// Each returns a cudaError_t as int (0 = success); ncsn_cuda_error_string turns it into text.
+#pragma once
+#include <cstdint>
+
+namespace ncsn {
+
+const char* cuda_error_string(int err);
+int cuda_device_count();
+
+// out (n, numel): float32 normals, or int64 words when `words`; seed/step: device int64[1].
+int philox_cuda(void* out, const int64_t* ids, int64_t n, int64_t numel, const int64_t* seed, const int64_t* step,
+                bool words, uintptr_t stream);
+
+// x (n, channels*hw) float32 in place; h dtype code (common.h), NCHW or NHWC; coefs device float[3] = {a, c, b};
+// stats device float (n, 2) accumulated (zeroed by the caller) or null.
+int langevin_step_cuda(float* x, const void* h, int h_dtype, const int64_t* ids, int64_t n, int64_t channels,
+                       int64_t hw, bool channels_last, const int64_t* seed, const int64_t* step, const float* coefs,
+                       float* stats, uintptr_t stream);
+
+// out = instance norm++ of x [+ ELU]; work: device float scratch of 4 * n * channels.
+int instance_norm_plus_cuda(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                            bool channels_last, const float* gamma, const float* alpha, const float* beta,
+                            int64_t param_stride, bool apply_elu, float* work, uintptr_t stream);
+
+}  // namespace ncsn

@@ -1,0 +1,253 @@
+"""Benchmarks behind `ncsn-fast bench`: one timing method, the environment recorded with every table.
+
+Timing: warm-up calls first (compilation, caches), then the median of many timed calls; on a GPU with
+CUDA events around each call, on the CPU with perf_counter. Results go to benchmarks/results/ as JSON
+(every row, with device, versions and git SHA) and a markdown table.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .images import atomic_write_bytes
+
+
+def environment(device: torch.device) -> dict:
+    env = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+           "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
+           "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads()}
+    try:
+        import triton
+        env["triton"] = triton.__version__
+    except ImportError:
+        env["triton"] = None
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        env.update(gpu=props.name, sm_count=props.multi_processor_count, cuda=torch.version.cuda)
+        try:
+            env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                                           capture_output=True, text=True, timeout=20).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            env["driver"] = None
+    try:
+        root = Path(__file__).resolve().parent.parent
+        env["git_sha"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                        text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        env["git_sha"] = None
+    return env
+
+
+def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, repeat: int = 20) -> dict:
+    """Median and spread of `repeat` timed calls after `warmup` untimed ones, in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        for _ in range(repeat):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+    else:
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"ms": statistics.median(times), "ms_min": times[0], "ms_p90": times[int(0.9 * (len(times) - 1))],
+            "repeat": repeat}
+
+
+def copy_bandwidth(device: torch.device, nbytes: int) -> float:
+    """Measured device copy bandwidth in GB/s, counting bytes read plus bytes written."""
+    x = torch.randn(nbytes // 4, device=device)
+    y = torch.empty_like(x)
+    t = time_fn(lambda: y.copy_(x), device, warmup=3, repeat=20)
+    return 2 * x.numel() * 4 / (t["ms"] * 1e-3) / 1e9
+
+
+def _backends_here(device: torch.device) -> list[str]:
+    from .ops._backends import why_not
+    return [b for b in ("cuda", "triton", "cpu") if why_not(b, device) is None]
+
+
+def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
+    """langevin_step_ and instance_norm_plus against the eager PyTorch code they replace."""
+    from .ops import instance_norm_plus, instance_norm_plus_ref, langevin_coefs, langevin_step_
+
+    gpu = device.type == "cuda"
+    repeat = 5 if quick else (50 if gpu else 15)
+    rows = []
+    copy_gbs = copy_bandwidth(device, (256 if gpu else 64) << 20 if not quick else 8 << 20)
+    rows.append({"op": "copy (x.copy_)", "shape": "-", "backend": "torch", "gbs": copy_gbs})
+
+    lshapes = [(4, 3, 32, 32)] if quick else ([(128, 3, 32, 32), (1024, 3, 32, 32), (128, 3, 64, 64)] if gpu
+                                                else [(64, 3, 32, 32), (256, 3, 32, 32)])
+    for shape in lshapes:
+        n = shape[0]
+        x = torch.randn(shape, device=device)
+        h = torch.randn(shape, device=device)
+        ids = torch.arange(n, device=device)
+        coefs = langevin_coefs(0.01, 2.0, device=device)
+        alpha, c, b = 0.01, 2.0, 0.2 ** 0.5
+        nbytes = x.numel() * (4 + 4 + 4)  # read x, read h, write x
+
+        def eager(x=x, h=h):  # what the original sampler runs per step (score already scaled: one more op)
+            z = torch.randn_like(x)
+            return x + alpha * (h * c) + z * b
+
+        t_ref = time_fn(eager, device, repeat=repeat)
+        rows.append({"op": "langevin_step", "shape": str(shape), "backend": "eager torch (randn + 4 ops)",
+                     "ms": t_ref["ms"], "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
+        for be in _backends_here(device):
+            t = time_fn(lambda be=be, x=x, h=h, ids=ids, coefs=coefs: langevin_step_(
+                x, h, coefs, seed=0, step=1, sample_ids=ids, backend=be), device, repeat=repeat)
+            rows.append({"op": "langevin_step", "shape": str(shape), "backend": be, "ms": t["ms"],
+                         "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+
+    nshapes = [(2, 8, 8, 8)] if quick else ([(128, 128, 32, 32), (128, 256, 16, 16), (16, 128, 64, 64)] if gpu
+                                             else [(64, 32, 32, 32), (8, 128, 32, 32), (64, 64, 16, 16)])
+    for shape in nshapes:
+        for layout in ("nchw", "nhwc"):
+            x = torch.randn(shape, device=device) + 0.5
+            if layout == "nhwc":
+                x = x.to(memory_format=torch.channels_last)
+            cdim = shape[1]
+            gamma, alpha_, beta = (torch.rand(cdim, device=device) + 0.5 for _ in range(3))
+            nbytes = 2 * x.numel() * 4  # the minimum: read x once, write out once
+            t_ref = time_fn(lambda x=x: F.elu(instance_norm_plus_ref(x, gamma, alpha_, beta)), device, repeat=repeat)
+            rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}", "backend": "eager torch",
+                         "ms": t_ref["ms"], "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
+            for be in _backends_here(device):
+                t = time_fn(lambda be=be, x=x: instance_norm_plus(x, gamma, alpha_, beta, elu=True, backend=be),
+                            device, repeat=repeat)
+                rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}", "backend": be,
+                             "ms": t["ms"], "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+    for r in rows:
+        if "gbs" in r:
+            r["pct_copy_bw"] = 100 * r["gbs"] / copy_gbs
+    return rows
+
+
+def _ncsnv2_cifar10(ngf: int):
+    from .config import config_from_dict
+    return config_from_dict({
+        "data": {"dataset": "CIFAR10", "image_size": 32, "channels": 3},
+        "model": {"ngf": ngf, "num_classes": 232, "sigma_begin": 50, "sigma_end": 0.01, "sigma_dist": "geometric",
+                  "ema": True},
+        "sampling": {"n_steps_each": 5, "step_lr": 6.2e-6, "denoise": True}})
+
+
+def bench_forward(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
+    """One NCSNv2 forward (CIFAR-10 config, random weights): eager reference vs fused norms, channels_last,
+    and optionally torch.compile (time to first call recorded)."""
+    from .models import build_model, set_norm_backend
+
+    gpu = device.type == "cuda"
+    if quick:
+        cases = [(8, 2)]
+    elif gpu:
+        cases = [(128, 1), (128, 16), (128, 128)]
+    else:
+        cases = [(32, 64), (128, 8)]
+    repeat = 3 if quick else (20 if gpu else 5)
+    rows = []
+    for ngf, batch in cases:
+        torch.manual_seed(0)
+        model = build_model(_ncsnv2_cifar10(ngf)).to(device).eval()
+        x = torch.rand(batch, 3, 32, 32, device=device)
+        y = torch.randint(0, 232, (batch,), device=device)
+        variants = [("eager (reference norms)", "torch", False), ("eager channels_last", "torch", True),
+                    ("fused norms", "auto", False), ("fused norms + channels_last", "auto", True)]
+        base = None
+        for name, norm_backend, cl in variants:
+            set_norm_backend(model, norm_backend)
+            m = model.to(memory_format=torch.channels_last) if cl else model.to(memory_format=torch.contiguous_format)
+            xin = x.to(memory_format=torch.channels_last) if cl else x
+            with torch.no_grad():
+                t = time_fn(lambda m=m, xin=xin: m(xin, y), device, warmup=2, repeat=repeat)
+            base = base or t["ms"]
+            rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
+                         "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]})
+        set_norm_backend(model, "torch")
+        model = model.to(memory_format=torch.contiguous_format)
+        for mode in compile_modes:
+            torch._dynamo.reset()
+            compiled = torch.compile(model, mode=None if mode == "default" else mode)
+            t0 = time.perf_counter()
+            with torch.no_grad():
+                compiled(x, y)
+            if gpu:
+                torch.cuda.synchronize(device)
+            first = time.perf_counter() - t0
+            with torch.no_grad():
+                t = time_fn(lambda: compiled(x, y), device, warmup=2, repeat=repeat)
+            rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": f"torch.compile ({mode})",
+                         "ms": t["ms"], "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
+                         "first_call_s": first})
+    return rows
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
+    """columns: (key, header, format)."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        cells = []
+        for key, _, fmt in columns:
+            v = r.get(key)
+            cells.append("" if v is None else (format(v, fmt) if fmt else str(v)))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+OPS_COLUMNS = [("op", "op", ""), ("shape", "shape", ""), ("backend", "backend", ""), ("ms", "ms (median)", ".4f"),
+               ("gbs", "GB/s", ".1f"), ("pct_copy_bw", "% of copy", ".0f"), ("speedup", "vs eager", ".2f")]
+FORWARD_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "variant", ""),
+                   ("ms", "ms / forward", ".2f"), ("images_per_s", "images/s", ".1f"),
+                   ("speedup", "vs eager", ".2f"), ("first_call_s", "first call s", ".1f")]
+
+
+def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir: str | Path,
+                  command: str) -> tuple[Path, Path]:
+    out_dir = Path(out_dir)
+    slug = env.get("gpu") or f"cpu{env['cpu_threads']}t"
+    slug = "".join(ch if ch.isalnum() else "-" for ch in slug).strip("-").lower()
+    stem = out_dir / f"{name}_{slug}"
+    payload = {"command": command, "environment": env, **sections}
+    atomic_write_bytes(stem.with_suffix(".json"), json.dumps(payload, indent=1).encode())
+    md = [f"# {name} benchmark: {env.get('gpu') or env['cpu']} ({env['device']})", "",
+          f"`{command}` — {env['timestamp']}, git {env.get('git_sha')}, torch {env['torch']}, "
+          f"triton {env.get('triton')}, python {env['python']}, {env['cpu_threads']} CPU threads"
+          + (f", CUDA {env.get('cuda')}, driver {env.get('driver')}" if env.get("gpu") else ""), ""]
+    if sections.get("ops"):
+        md += ["## Fused ops", "", markdown_table(sections["ops"], OPS_COLUMNS), ""]
+    if sections.get("forward"):
+        md += ["## Network forward", "", markdown_table(sections["forward"], FORWARD_COLUMNS), ""]
+    atomic_write_bytes(stem.with_suffix(".md"), "\n".join(md).encode())
+    return stem.with_suffix(".json"), stem.with_suffix(".md")
+
+
+def run(suite: str = "all", device: str = "cpu", out_dir: str | Path = "benchmarks/results", quick: bool = False,
+        compile_modes: tuple[str, ...] = (), command: str = "") -> tuple[Path, Path]:
+    dev = torch.device(device)
+    sections: dict[str, list[dict]] = {}
+    if suite in ("ops", "all"):
+        sections["ops"] = bench_ops(dev, quick)
+    if suite in ("forward", "all"):
+        sections["forward"] = bench_forward(dev, quick, compile_modes)
+    name = suite + ("-quick" if quick else "")
+    return write_results(name, environment(dev), sections, out_dir, command or f"ncsn-fast bench {suite}")

@@ -1,0 +1,21 @@
+"""The benchmark command runs end to end on the CPU and writes a valid results file (no timing asserted)."""
+
+import json
+
+from ncsn_fast.cli import main
+
+
+def test_bench_quick_writes_results(tmp_path, capsys):
+    assert main(["bench", "all", "--quick", "--out", str(tmp_path)]) == 0
+    files = sorted(p.name for p in tmp_path.iterdir())
+    assert len(files) == 2 and files[0].endswith(".json") and files[1].endswith(".md")
+    data = json.loads((tmp_path / files[0]).read_text())
+    env = data["environment"]
+    assert env["torch"] and env["device"] == "cpu" and "timestamp" in env
+    ops = {(r["op"], r["backend"]) for r in data["ops"]}
+    assert ("langevin_step", "cpu") in ops and ("instance_norm_plus+elu", "eager torch") in ops
+    assert all(r["ms"] > 0 for r in data["ops"] if "ms" in r)
+    variants = {r["variant"] for r in data["forward"]}
+    assert {"eager (reference norms)", "fused norms"} <= variants
+    assert "| op | shape | backend |" in (tmp_path / files[1]).read_text()
+    assert "results:" in capsys.readouterr().out

@@ -1,0 +1,136 @@
+"""GPU-only checks (marked `gpu`, skipped without CUDA): every GPU backend against the reference at real
+sizes, CUDA-graph replays drawing fresh noise, and the fixture models with fused norms on the device.
+Run them with scripts/gpu_check.sh (TRITON_INTERPRET=0, so Triton compiles for the GPU)."""
+
+import pytest
+import torch
+from conftest import VARIANTS, fixture_path, load_fixture
+
+from ncsn_fast import load_checkpoint
+from ncsn_fast.models import set_norm_backend
+from ncsn_fast.ops import (
+    instance_norm_plus,
+    instance_norm_plus_ref,
+    langevin_coefs,
+    langevin_step_,
+    langevin_step_ref,
+    philox_normal,
+    philox_normal_ref,
+    philox_words_ref,
+)
+from ncsn_fast.ops._backends import ext, why_not
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+DEV = torch.device("cuda")
+GPU_BACKENDS = ["cuda", "triton"]
+
+
+def _skip(backend):
+    if why_not(backend, DEV):
+        pytest.skip(why_not(backend, DEV))
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_philox_words_and_normals(backend):
+    _skip(backend)
+    ids = torch.arange(2 ** 32 - 64, 2 ** 32 + 64, device=DEV)  # crosses the 32-bit sample boundary
+    numel = 3 * 32 * 32
+    ref_words = philox_words_ref(2 ** 40 + 3, 17, ids.cpu(), numel)
+    if backend == "cuda":
+        words = torch.empty(ids.shape[0], numel, dtype=torch.int64, device=DEV)
+        seed, step = torch.tensor([2 ** 40 + 3], device=DEV), torch.tensor([17], device=DEV)
+        ext().philox_cuda(words.data_ptr(), ids.data_ptr(), ids.shape[0], numel, seed.data_ptr(), step.data_ptr(),
+                          True, torch.cuda.current_stream().cuda_stream)
+    else:
+        from ncsn_fast.kernels.philox import philox_triton
+        words = torch.empty(ids.shape[0], numel, dtype=torch.int64, device=DEV)
+        philox_triton(words, ids, torch.tensor([2 ** 40 + 3], device=DEV), torch.tensor([17], device=DEV), words=True)
+    assert torch.equal(words.cpu(), ref_words)
+    z = philox_normal(2 ** 40 + 3, 17, ids, numel, backend=backend)
+    assert (z.cpu() - philox_normal_ref(2 ** 40 + 3, 17, ids.cpu(), numel)).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_langevin_step_real_size(backend, dtype, channels_last):
+    _skip(backend)
+    g = torch.Generator().manual_seed(0)
+    x0, h = torch.randn(128, 3, 32, 32, generator=g), torch.randn(128, 3, 32, 32, generator=g).to(dtype)
+    ids, coefs = torch.arange(128), langevin_coefs(0.3, 1 / 0.05)
+    hd = h.to(DEV)
+    if channels_last:
+        hd = hd.to(memory_format=torch.channels_last)
+    x = x0.to(DEV)
+    norms = langevin_step_(x, hd, coefs.to(DEV), seed=5, step=9, sample_ids=ids.to(DEV), with_stats=True,
+                           backend=backend)
+    z = philox_normal_ref(5, 9, ids, 3072)
+    ref = langevin_step_ref(x0, h, coefs, z)
+    scale = (x0.abs() + 20 * h.float().abs()).max()
+    assert (x.cpu() - ref).abs().max() <= coefs[2] * 1e-6 + 8 * torch.finfo(torch.float32).eps * scale
+    torch.testing.assert_close(norms[:, 1].cpu(), z.norm(dim=1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(8, 128, 32, 32), (8, 256, 16, 16), (2, 512, 8, 8), (4, 8, 64, 64)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_instance_norm_plus_real_size(backend, shape, dtype, channels_last):
+    _skip(backend)
+    g = torch.Generator().manual_seed(1)
+    n, c = shape[:2]
+    x = (torch.randn(shape, generator=g) + 0.5).to(dtype)
+    gamma, alpha, beta = 1 + 0.2 * torch.randn(c, generator=g), 1 + 0.2 * torch.randn(c, generator=g), \
+        0.2 * torch.randn(c, generator=g)
+    xd = x.to(DEV)
+    if channels_last:
+        xd = xd.to(memory_format=torch.channels_last)
+    out = instance_norm_plus(xd, gamma.to(DEV), alpha.to(DEV), beta.to(DEV), elu=True, backend=backend)
+    ref64 = instance_norm_plus_ref(x.double(), gamma.double(), alpha.double(), beta.double(), elu=True)
+    ref = instance_norm_plus_ref(x.float(), gamma, alpha, beta, elu=True).to(dtype)
+    atol = 4 * torch.finfo(dtype).eps * ref64.abs().max() + 1e-5 * ref64.abs().max()
+    assert (out.cpu().double() - ref64).abs().max() <= 2 * (ref.double() - ref64).abs().max() + atol
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_graph_replay_draws_fresh_noise(backend):
+    """Seed and step live in device memory: one captured step replays with new noise every time."""
+    _skip(backend)
+    n, ids = 16, torch.arange(16, device=DEV)
+    x = torch.zeros(n, 3, 8, 8, device=DEV)
+    h = torch.zeros_like(x)
+    seed, step = torch.tensor([7], device=DEV), torch.tensor([0], device=DEV)
+    coefs = langevin_coefs(0.0, 1.0, 1.0, device=DEV)  # x <- x + z
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):  # warm up (compiles Triton) outside the capture
+        langevin_step_(x, h, coefs, seed=seed, step=step, sample_ids=ids, backend=backend)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        langevin_step_(x, h, coefs, seed=seed, step=step, sample_ids=ids, backend=backend)
+    draws = []
+    for t in range(3):
+        x.zero_()
+        step.fill_(t)
+        graph.replay()
+        draws.append(x.clone())
+    torch.cuda.synchronize()
+    for t, got in enumerate(draws):
+        assert (got.cpu().reshape(n, -1) - philox_normal_ref(7, t, ids.cpu(), 192)).abs().max() <= 1e-6
+    assert not torch.equal(draws[0], draws[1])
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fixture_models_fused_on_gpu(variant, backend):
+    _skip(backend)
+    io = load_fixture(f"{variant}_model_io.pt")
+    model, _ = load_checkpoint(fixture_path(f"{variant}_checkpoint.pth"),
+                               config=fixture_path(f"{variant}_config.yml"), device=DEV)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    set_norm_backend(model, backend)
+    with torch.no_grad():
+        out = model(io["x"].to(DEV), io["y"].to(DEV)).cpu()
+    assert ((out - io["out"]).abs().max() / io["out"].abs().max()) <= 1e-5
