@@ -14,12 +14,14 @@ import statistics
 import subprocess
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from .images import atomic_write_bytes
+from .ops.instance_norm_plus import instance_norm_plus_ref
 
 
 def environment(device: torch.device) -> dict:
@@ -80,6 +82,16 @@ def copy_bandwidth(device: torch.device, nbytes: int) -> float:
     return 2 * x.numel() * 4 / (t["ms"] * 1e-3) / 1e9
 
 
+def _eager_langevin_step(x, h, alpha, c, b):
+    """What the original sampler runs per step (its score is already scaled: one more op here)."""
+    z = torch.randn_like(x)
+    return x + alpha * (h * c) + z * b
+
+
+def _eager_norm_elu(x, gamma, alpha, beta):
+    return F.elu(instance_norm_plus_ref(x, gamma, alpha, beta))
+
+
 def _backends_here(device: torch.device) -> list[str]:
     from .ops._backends import why_not
     return [b for b in ("cuda", "triton", "cpu") if why_not(b, device) is None]
@@ -87,7 +99,7 @@ def _backends_here(device: torch.device) -> list[str]:
 
 def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
     """langevin_step_ and instance_norm_plus against the eager PyTorch code they replace."""
-    from .ops import instance_norm_plus, instance_norm_plus_ref, langevin_coefs, langevin_step_
+    from .ops import instance_norm_plus, langevin_coefs, langevin_step_
 
     gpu = device.type == "cuda"
     repeat = 5 if quick else (50 if gpu else 15)
@@ -103,19 +115,13 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
         h = torch.randn(shape, device=device)
         ids = torch.arange(n, device=device)
         coefs = langevin_coefs(0.01, 2.0, device=device)
-        alpha, c, b = 0.01, 2.0, 0.2 ** 0.5
         nbytes = x.numel() * (4 + 4 + 4)  # read x, read h, write x
-
-        def eager(x=x, h=h):  # what the original sampler runs per step (score already scaled: one more op)
-            z = torch.randn_like(x)
-            return x + alpha * (h * c) + z * b
-
-        t_ref = time_fn(eager, device, repeat=repeat)
+        t_ref = time_fn(partial(_eager_langevin_step, x, h, 0.01, 2.0, 0.2 ** 0.5), device, repeat=repeat)
         rows.append({"op": "langevin_step", "shape": str(shape), "backend": "eager torch (randn + 4 ops)",
                      "ms": t_ref["ms"], "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
         for be in _backends_here(device):
-            t = time_fn(lambda be=be, x=x, h=h, ids=ids, coefs=coefs: langevin_step_(
-                x, h, coefs, seed=0, step=1, sample_ids=ids, backend=be), device, repeat=repeat)
+            t = time_fn(partial(langevin_step_, x, h, coefs, seed=0, step=1, sample_ids=ids, backend=be),
+                        device, repeat=repeat)
             rows.append({"op": "langevin_step", "shape": str(shape), "backend": be, "ms": t["ms"],
                          "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
 
@@ -129,11 +135,11 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
             cdim = shape[1]
             gamma, alpha_, beta = (torch.rand(cdim, device=device) + 0.5 for _ in range(3))
             nbytes = 2 * x.numel() * 4  # the minimum: read x once, write out once
-            t_ref = time_fn(lambda x=x: F.elu(instance_norm_plus_ref(x, gamma, alpha_, beta)), device, repeat=repeat)
+            t_ref = time_fn(partial(_eager_norm_elu, x, gamma, alpha_, beta), device, repeat=repeat)
             rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}", "backend": "eager torch",
                          "ms": t_ref["ms"], "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
             for be in _backends_here(device):
-                t = time_fn(lambda be=be, x=x: instance_norm_plus(x, gamma, alpha_, beta, elu=True, backend=be),
+                t = time_fn(partial(instance_norm_plus, x, gamma, alpha_, beta, elu=True, backend=be),
                             device, repeat=repeat)
                 rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}", "backend": be,
                              "ms": t["ms"], "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
@@ -179,7 +185,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
             m = model.to(memory_format=torch.channels_last) if cl else model.to(memory_format=torch.contiguous_format)
             xin = x.to(memory_format=torch.channels_last) if cl else x
             with torch.no_grad():
-                t = time_fn(lambda m=m, xin=xin: m(xin, y), device, warmup=2, repeat=repeat)
+                t = time_fn(partial(m, xin, y), device, warmup=2, repeat=repeat)
             base = base or t["ms"]
             rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
                          "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]})
@@ -195,7 +201,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                 torch.cuda.synchronize(device)
             first = time.perf_counter() - t0
             with torch.no_grad():
-                t = time_fn(lambda: compiled(x, y), device, warmup=2, repeat=repeat)
+                t = time_fn(partial(compiled, x, y), device, warmup=2, repeat=repeat)
             rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": f"torch.compile ({mode})",
                          "ms": t["ms"], "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
                          "first_call_s": first})
