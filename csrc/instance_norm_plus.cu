@@ -47,23 +47,24 @@ __global__ void stats_kernel(const T* __restrict__ x, float* mu, float* rstd, in
   }
 }
 
-__global__ void coef_kernel(const float* mu, const float* rstd, int64_t n, int64_t channels, const float* gamma,
-                            const float* alpha, const float* beta, int64_t param_stride, float* A, float* B) {
+__global__ void coef_kernel(const float* mu, int64_t n, int64_t channels, const float* alpha, int64_t param_stride,
+                            float* am) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
-  instance_norm_plus_coefs(mu + i * channels, rstd + i * channels, channels, gamma + i * param_stride,
-                           alpha + i * param_stride, beta + i * param_stride, A + i * channels, B + i * channels);
+  instance_norm_plus_coefs(mu + i * channels, channels, alpha + i * param_stride, am + i * channels);
 }
 
 template <typename T>
-__global__ void apply_kernel(const T* __restrict__ x, T* __restrict__ out, const float* mu, const float* A,
-                             const float* B, int64_t total, int64_t channels, int64_t hw, bool channels_last,
-                             bool apply_elu) {
+__global__ void apply_kernel(const T* __restrict__ x, T* __restrict__ out, const float* mu, const float* rstd,
+                             const float* am, const float* gamma, const float* beta, int64_t param_stride,
+                             int64_t total, int64_t channels, int64_t hw, bool channels_last, bool apply_elu) {
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < total;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t c = channels_last ? i % channels : (i / hw) % channels;
-    const int64_t k = (i / (hw * channels)) * channels + c;
-    store_from_float(out, i, instance_norm_plus_apply(load_as_float(x, i), mu[k], A[k], B[k], apply_elu));
+    const int64_t nn = i / (hw * channels), k = nn * channels + c, pk = nn * param_stride + c;
+    store_from_float(out, i,
+                     instance_norm_plus_apply(load_as_float(x, i), mu[k], rstd[k], am[k], gamma[pk], beta[pk],
+                                              apply_elu));
   }
 }
 
@@ -71,15 +72,14 @@ template <typename T>
 static int run(const T* x, T* out, int64_t n, int64_t channels, int64_t hw, bool channels_last, const float* gamma,
                const float* alpha, const float* beta, int64_t param_stride, bool apply_elu, float* work,
                cudaStream_t s) {
-  float *mu = work, *rstd = work + n * channels, *A = work + 2 * n * channels, *B = work + 3 * n * channels;
+  float *mu = work, *rstd = work + n * channels, *am = work + 2 * n * channels;
   stats_kernel<<<static_cast<unsigned>(n * channels), kStatThreads, 0, s>>>(x, mu, rstd, channels, hw, channels_last);
-  coef_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, s>>>(mu, rstd, n, channels, gamma, alpha, beta,
-                                                                     param_stride, A, B);
+  coef_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, s>>>(mu, n, channels, alpha, param_stride, am);
   const int64_t total = n * channels * hw;
   const int threads = 256;
   const int64_t blocks = (total + threads - 1) / threads;
   apply_kernel<<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), threads, 0, s>>>(
-      x, out, mu, A, B, total, channels, hw, channels_last, apply_elu);
+      x, out, mu, rstd, am, gamma, beta, param_stride, total, channels, hw, channels_last, apply_elu);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -18,7 +18,7 @@ int langevin_step_cuda(float* x, const void* h, int h_dtype, const int64_t* ids,
                        int64_t hw, bool channels_last, const int64_t* seed, const int64_t* step, const float* coefs,
                        float* stats, uintptr_t stream);
 
-// out = instance norm++ of x [+ ELU]; work: device float scratch of 4 * n * channels.
+// out = instance norm++ of x [+ ELU]; work: device float scratch of 3 * n * channels.
 int instance_norm_plus_cuda(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
                             bool channels_last, const float* gamma, const float* alpha, const float* beta,
                             int64_t param_stride, bool apply_elu, float* work, uintptr_t stream);

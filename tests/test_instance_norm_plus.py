@@ -86,3 +86,18 @@ def test_bad_inputs():
         instance_norm_plus(torch.randn(2, 4, 1, 1), torch.ones(4), torch.ones(4), torch.zeros(4))
     with pytest.raises(ValueError, match="N, C, H, W"):
         instance_norm_plus(torch.randn(4, 3), torch.ones(4), torch.ones(4), torch.zeros(4))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_elu_over_its_whole_range(backend):
+    """gamma = 30 spreads the pre-activations over about [-90, 90]: the ELU's exp saturates and underflows."""
+    _skip(backend)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, 64, 64, generator=g)
+    gamma, alpha, beta = torch.full((4,), 30.0), torch.full((4,), 0.5), torch.tensor([0.0, -5.0, 5.0, -1.0])
+    out = instance_norm_plus(x, gamma, alpha, beta, elu=True, backend=backend)
+    ref64 = instance_norm_plus_ref(x.double(), gamma.double(), alpha.double(), beta.double(), elu=True)
+    ref = instance_norm_plus_ref(x, gamma, alpha, beta, elu=True)
+    assert torch.isfinite(out).all() and out.min() >= -1 and ref64.min() < -0.999999
+    assert (out.double() - ref64).abs().max() <= 2 * (ref.double() - ref64).abs().max() + _atol(x, gamma, alpha,
+                                                                                                  torch.float32)

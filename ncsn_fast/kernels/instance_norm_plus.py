@@ -1,8 +1,8 @@
 """Triton kernels of instance norm++ (definition: ncsn_fast/ops/instance_norm_plus.py).
 
 Three launches: plane statistics (two passes over [BLOCK_C, BLOCK_P] tiles, one kernel for NCHW and
-NHWC through the strides), per-sample coefficients A, B (the plane means standardised across
-channels need every channel), and the apply pass A (x - mu) + B with the ELU fused.
+NHWC through the strides), per-sample alpha m (the plane means standardised across channels need every
+channel), and the apply pass gamma (rstd (x - mu) + alpha m) + beta with the ELU fused.
 """
 
 import triton
@@ -46,7 +46,7 @@ def _stats_kernel(X, MU, RSTD, C, HW, stride_n, stride_c, stride_p, eps,
 
 
 @triton.jit
-def _coef_kernel(MU, RSTD, GAMMA, ALPHA, BETA, A, B, C, param_stride, eps, BLOCK_C: tl.constexpr):
+def _coef_kernel(MU, ALPHA, AM, C, param_stride, eps, BLOCK_C: tl.constexpr):
     n = tl.program_id(0)
     c = tl.arange(0, BLOCK_C)
     m = c < C
@@ -55,17 +55,13 @@ def _coef_kernel(MU, RSTD, GAMMA, ALPHA, BETA, A, B, C, param_stride, eps, BLOCK
     d = tl.where(m, mu - mean, 0.0)
     var = tl.sum(d * d, axis=0) / (C - 1)  # unbiased, as torch.var
     m_hat = d / tl.sqrt(var + eps)
-    gamma = tl.load(GAMMA + n * param_stride + c, mask=m, other=0.0)
     alpha = tl.load(ALPHA + n * param_stride + c, mask=m, other=0.0)
-    beta = tl.load(BETA + n * param_stride + c, mask=m, other=0.0)
-    rstd = tl.load(RSTD + n * C + c, mask=m, other=0.0)
-    tl.store(A + n * C + c, gamma * rstd, mask=m)
-    tl.store(B + n * C + c, gamma * (alpha * m_hat) + beta, mask=m)
+    tl.store(AM + n * C + c, alpha * m_hat, mask=m)
 
 
 @triton.jit
-def _apply_kernel(X, OUT, MU, A, B, total, C, HW, CHANNELS_LAST: tl.constexpr, ELU: tl.constexpr,
-                  BLOCK: tl.constexpr):
+def _apply_kernel(X, OUT, MU, RSTD, AM, GAMMA, BETA, param_stride, total, C, HW, CHANNELS_LAST: tl.constexpr,
+                  ELU: tl.constexpr, BLOCK: tl.constexpr):
     i = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     m = i < total
     if CHANNELS_LAST:
@@ -75,10 +71,14 @@ def _apply_kernel(X, OUT, MU, A, B, total, C, HW, CHANNELS_LAST: tl.constexpr, E
         c = (i // HW) % C
         n = i // (HW * C)
     k = n * C + c
+    pk = n * param_stride + c
     x = tl.load(X + i, mask=m, other=0.0).to(tl.float32)
-    y = tl.load(A + k, mask=m, other=0.0) * (x - tl.load(MU + k, mask=m, other=0.0)) + tl.load(B + k, mask=m, other=0.0)
+    mu = tl.load(MU + k, mask=m, other=0.0)
+    rstd = tl.load(RSTD + k, mask=m, other=0.0)
+    am = tl.load(AM + k, mask=m, other=0.0)
+    y = tl.load(GAMMA + pk, mask=m, other=0.0) * ((x - mu) * rstd + am) + tl.load(BETA + pk, mask=m, other=0.0)
     if ELU:
-        y = tl.where(y > 0, y, _expm1(y))
+        y = tl.where(y > 0, y, _expm1(tl.minimum(y, 0.0)))  # the unselected branch must not overflow
     tl.store(OUT + i, y.to(OUT.dtype.element_ty), mask=m)
 
 
@@ -90,7 +90,7 @@ def instance_norm_plus_triton(x, out, gamma, alpha, beta, param_stride: int, elu
     hw = h * w
     mu = torch.empty(n, c, dtype=torch.float32, device=x.device)
     rstd = torch.empty_like(mu)
-    a, b = torch.empty_like(mu), torch.empty_like(mu)
+    am = torch.empty_like(mu)
     stride_n, stride_c, stride_p = (hw * c, 1, c) if channels_last else (hw * c, hw, 1)
     if INTERPRET:  # few, large programs: the interpreter costs ~10 ms per program instance
         block_c, block_p, block = triton.next_power_of_2(c), triton.next_power_of_2(hw), 1 << 16
@@ -98,9 +98,8 @@ def instance_norm_plus_triton(x, out, gamma, alpha, beta, param_stride: int, elu
         block_c, block_p, block = (32, 64, 1024) if channels_last else (4, 256, 1024)
     _stats_kernel[(n, triton.cdiv(c, block_c))](x, mu, rstd, c, hw, stride_n, stride_c, stride_p, eps,
                                                 BLOCK_C=block_c, BLOCK_P=block_p)
-    _coef_kernel[(n,)](mu, rstd, gamma, alpha, beta, a, b, c, param_stride, eps,
-                       BLOCK_C=triton.next_power_of_2(c))
+    _coef_kernel[(n,)](mu, alpha, am, c, param_stride, eps, BLOCK_C=triton.next_power_of_2(c))
     total = x.numel()
-    _apply_kernel[(triton.cdiv(total, block),)](x, out, mu, a, b, total, c, hw, CHANNELS_LAST=channels_last,
-                                                ELU=elu, BLOCK=block)
+    _apply_kernel[(triton.cdiv(total, block),)](x, out, mu, rstd, am, gamma, beta, param_stride, total, c, hw,
+                                                CHANNELS_LAST=channels_last, ELU=elu, BLOCK=block)
     return out

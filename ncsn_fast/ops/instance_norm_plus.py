@@ -4,8 +4,9 @@ out = gamma_c ((x - mu_nc) / sqrt(v_nc + eps) + alpha_c m_nc) + beta_c, where mu
 per-plane mean and biased variance and m_nc = (mu_nc - mean_c mu_n) / sqrt(var_c mu_n + eps) are the
 plane means standardised across channels with the unbiased variance; eps = 1e-5 (the original code's
 values, pinned by the fixtures). gamma/alpha/beta are (C,) (NCSNv2) or (N, C) (NCSN v1, looked up by the
-noise-level label). Per (n, c) this is an affine map, applied as A (x - mu) + B in one pass after one
-statistics pass; with elu=True the following ELU is applied in the same pass. Inputs float32/float16/
+noise-level label). Per (n, c) this is an affine map: one statistics pass, then one pass applying
+gamma (rstd (x - mu) + alpha m) + beta (the reference's order: folding it into A x + B would cancel terms
+gamma times larger); with elu=True the following ELU is applied in the same pass. Inputs float32/float16/
 bfloat16, NCHW or channels_last; arithmetic in float32; the output keeps x's dtype and layout.
 Inference only (no autograd): the model modules use the reference under autograd.
 """
@@ -61,7 +62,7 @@ def _instance_norm_plus_op(x: torch.Tensor, gamma: torch.Tensor, alpha: torch.Te
             x.data_ptr(), out.data_ptr(), DTYPES[x.dtype], n, c, h * w, channels_last, gamma.data_ptr(),
             alpha.data_ptr(), beta.data_ptr(), param_stride, elu, 0, 0)
     elif backend == "cuda":
-        work = torch.empty(4 * n * c, dtype=torch.float32, device=x.device)
+        work = torch.empty(3 * n * c, dtype=torch.float32, device=x.device)
         _backends.ext().instance_norm_plus_cuda(
             x.data_ptr(), out.data_ptr(), DTYPES[x.dtype], n, c, h * w, channels_last, gamma.data_ptr(),
             alpha.data_ptr(), beta.data_ptr(), param_stride, elu, work.data_ptr(), _backends.stream(x.device))
