@@ -69,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
                    help="final denoising step (default: the config's)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--reference", action="store_true",
+                   help="the original algorithm, eager, torch RNG in the original order (reproduces the original "
+                   "code's samples for a seed); default: the fast path (fused ops, CUDA graphs on a GPU)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="network precision on the fast path (the Langevin state stays float32)")
+    p.add_argument("--backend", default="auto", choices=["auto", "cuda", "triton", "cpu", "torch"],
+                   help="fused-op backend on the fast path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("info", help="architecture, parameters, noise ladder and sampling settings")
@@ -129,13 +136,15 @@ def cmd_sample(args) -> int:
     t0 = time.perf_counter()
     x = sample(model, cfg, args.n, seed=args.seed, batch_size=args.batch_size,
                n_steps_each=args.n_steps_each, step_lr=args.step_lr, denoise=args.denoise,
-               device=device, progress=not args.quiet)
+               device=device, progress=not args.quiet, method="reference" if args.reference else "fast",
+               dtype=getattr(torch, args.dtype), backend=args.backend)
     seconds = time.perf_counter() - t0
     images = to_uint8_nhwc(inverse_data_transform(x, cfg))
     save_npz(out / "samples.npz", images)
     save_png(out / "samples.png", make_grid(images))
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
-    print(f"{args.n} samples of {cfg.arch} ({info.config_source}) in {seconds:.1f} s -> "
+    path = "reference path" if args.reference else f"fast path, {args.dtype}"
+    print(f"{args.n} samples of {cfg.arch} ({info.config_source}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})")
     return 0
 

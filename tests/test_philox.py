@@ -103,6 +103,12 @@ def test_noise_sampler_shapes_like_x():
         draw(0, torch.zeros(3, 3, 4, 4))
 
 
+def test_auto_never_picks_the_interpreter():
+    from ncsn_fast.ops._backends import choose
+    assert choose("auto", CPU) in ("cpu", "torch")
+    assert "interpreter" in __import__("ncsn_fast.ops", fromlist=["explain"]).explain(CPU)
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="1-D int64"):
         philox_normal(0, 0, torch.arange(3).float(), 4)

@@ -100,8 +100,12 @@ class RefineNetScore(nn.Module):
         for name in register or self.refine_names:
             setattr(self, name, blocks[name])
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Score at noise-level labels y (LongTensor of shape (N,), 0 = largest sigma)."""
+    def forward(self, x: torch.Tensor, y: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        """Score at noise-level labels y (LongTensor of shape (N,), 0 = largest sigma).
+
+        raw=True: NCSNv2's output before the division by sigma_y (score = raw / sigma_y), so that a
+        sampler can fold 1/sigma into its update; NCSN v1's output is the score either way.
+        """
         h = 2 * x - 1.0 if self.scale_input else x
         y_norm = y if self.conditional else None
         h = self.begin_conv(h)
@@ -115,15 +119,16 @@ class RefineNetScore(nn.Module):
             xs = [layer] if ref is None else [layer, ref]
             ref = getattr(self, name)(xs, y_norm, layer.shape[2:])
         out = self.end_conv(self.normalizer.forward_act(ref, y_norm, self.act))
-        if self.conditional:
+        if self.conditional or raw:
             return out
         used_sigmas = self.sigmas[y].view(x.shape[0], *([1] * len(x.shape[1:])))
         return out / used_sigmas
 
-    @property
-    def score_scale_is_inverse_sigma(self) -> bool:
-        """NCSNv2 divides its raw output by sigma_y; NCSN v1 outputs the score directly."""
-        return not self.conditional
+    def score_scales(self) -> torch.Tensor:
+        """Per level, the factor c with score = c * raw output: 1/sigma (float32) for NCSNv2, 1 for NCSN."""
+        if self.conditional:
+            return torch.ones(self.config.model.num_classes)
+        return 1.0 / self.sigmas.detach().float().cpu()
 
 
 class CondRefineNetDilated(RefineNetScore):

@@ -70,7 +70,7 @@ def choose(backend: str, device: torch.device, supported: tuple[str, ...] = BACK
     """Resolve 'auto' (first of `supported` that can run) or check an explicit choice."""
     if backend == "auto":
         for b in supported:
-            if why_not(b, device) is None:
+            if _why_not_auto(b, device) is None:
                 return b
         raise RuntimeError(explain(device, supported))
     if backend not in supported:
@@ -81,11 +81,18 @@ def choose(backend: str, device: torch.device, supported: tuple[str, ...] = BACK
     return backend
 
 
+def _why_not_auto(backend: str, device: torch.device) -> str | None:
+    """As why_not, but `auto` never picks the Triton interpreter: it is for tests and debugging."""
+    if backend == "triton" and device.type == "cpu":
+        return "tensors are on the CPU (auto does not pick the Triton interpreter; ask for backend='triton')"
+    return why_not(backend, device)
+
+
 def explain(device: torch.device, supported: tuple[str, ...] = BACKENDS) -> str:
     """One line per backend: what `auto` would do on `device` and why."""
     lines = []
     for b in supported:
-        reason = why_not(b, device)
+        reason = _why_not_auto(b, device)
         lines.append(f"{b}: {'available' if reason is None else reason}")
     return "; ".join(lines)
 

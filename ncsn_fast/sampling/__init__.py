@@ -1,6 +1,7 @@
-"""Annealed Langevin samplers: pure functions of any `score(x, level)`."""
+"""Annealed Langevin samplers: pure functions of any `score(x, level)`; the reference and the fast path."""
 
 from .api import model_score, sample
+from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
 from .langevin import (
                        LangevinStats,
                        Trajectory,
@@ -11,5 +12,8 @@ from .langevin import (
                        torch_noise,
 )
 
-__all__ = ["LangevinStats", "Trajectory", "anneal_langevin", "anneal_langevin_v1",
-           "anneal_langevin_v2", "langevin_schedule", "model_score", "sample", "torch_noise"]
+__all__ = [
+    "GraphedLangevin", "LangevinStats", "Trajectory", "anneal_langevin", "anneal_langevin_fused",
+    "anneal_langevin_v1", "anneal_langevin_v2", "langevin_schedule", "model_raw_score", "model_score", "sample",
+    "torch_noise",
+]

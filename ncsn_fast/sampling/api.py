@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -32,21 +33,29 @@ def data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
 
 
 @torch.no_grad()
-def sample(model: torch.nn.Module, config: Config, n: int, *, seed: int = 0, batch_size: int | None = None,
-           n_steps_each: int | None = None, step_lr: float | None = None, denoise: bool | None = None,
-           device: str | torch.device | None = None, progress: bool = True, rng: str = "torch",
-           first_index: int = 0) -> torch.Tensor:
+def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *, seed: int = 0,
+           batch_size: int | None = None, n_steps_each: int | None = None, step_lr: float | None = None,
+           denoise: bool | None = None, device: str | torch.device | None = None, progress: bool = True,
+           method: str = "fast", rng: str | None = None, first_index: int = 0, dtype: torch.dtype = torch.float32,
+           channels_last: bool = True, backend: str = "auto", graph: bool | None = None) -> torch.Tensor:
     """n samples in model space (N, C, H, W), float32 on the CPU, with the config's sampling settings.
 
-    rng='torch': x0 ~ U(0, 1) and the Langevin noise come from one torch generator seeded with `seed`,
-        batch after batch, exactly as the original samplers draw them (results depend on batch_size).
-    rng='philox': the counter-based stream keyed by (seed, sample index, step): sample i (counted from
-        `first_index`) is the same whatever the batch size, the device or the noise backend.
+    method='fast' (default): fused ops, the network in `dtype` (the Langevin state stays float32),
+        channels_last, CUDA graphs on a GPU (graph=None: when the model is on CUDA); noise from the
+        counter-based stream, so sample i (counted from `first_index`) is the same whatever the batch
+        size, the number of processes or the backend.
+    method='reference': the original algorithm as written, eager. rng='torch' (default) draws x0 and the
+        noise from one torch generator seeded with `seed`, batch after batch, as the original samplers do
+        (results depend on batch_size); rng='philox' uses the stream of the fast path, to compare the two.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if rng not in ("torch", "philox"):
-        raise ValueError(f"rng must be 'torch' or 'philox', got {rng!r}")
+    if method not in ("fast", "reference"):
+        raise ValueError(f"method must be 'fast' or 'reference', got {method!r}")
+    rng = rng or ("philox" if method == "fast" else "torch")
+    if rng not in ("torch", "philox") or (method == "fast" and rng != "philox"):
+        raise ValueError(f"rng must be 'torch' or 'philox' ('philox' for the fast path), got {rng!r}")
+    config = config or model.config
     s = config.sampling
     n_steps_each = n_steps_each or s.n_steps_each
     step_lr = step_lr if step_lr is not None else s.step_lr
@@ -55,31 +64,64 @@ def sample(model: torch.nn.Module, config: Config, n: int, *, seed: int = 0, bat
     device = torch.device(device) if device is not None else next(model.parameters()).device
     sigmas = config.sampling_sigmas()
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    score = model_score(model)
     n_batches = math.ceil(n / batch_size)
     evals = n_batches * (len(sigmas) * n_steps_each + int(denoise))
+    run_batch = _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr,
+                             denoise, seed) if method == "fast" else None
     outs = []
     with tqdm(total=evals, desc="annealed Langevin", unit="eval", disable=not progress, leave=False) as bar:
         for b in range(n_batches):
             m = min(batch_size, n - b * batch_size)
+            ids = torch.arange(first_index + b * batch_size, first_index + b * batch_size + m)
             if rng == "torch":
                 x0 = torch.rand(m, *config.image_shape, generator=generator)
-                noise = _cpu_noise(generator, device)
             else:
-                ids = torch.arange(first_index + b * batch_size, first_index + b * batch_size + m)
                 x0 = philox_uniform_ref(seed, INIT_STEP, ids, math.prod(config.image_shape))
                 x0 = x0.view(m, *config.image_shape)
-                noise = philox_noise(seed, ids.to(device))
-            # NCSN v1 draws the noise before the score call, NCSNv2 after it.
-            x = anneal_langevin(score, data_transform(x0, config).to(device), sigmas, n_steps_each=n_steps_each,
-                                step_lr=step_lr, noise_first=config.family == "ncsn", denoise=denoise,
-                                noise=noise, progress=bar.update)
+            x0 = data_transform(x0, config).to(device)
+            if run_batch is not None:
+                x = run_batch(x0, ids, bar.update)
+            else:
+                noise = _cpu_noise(generator, device) if rng == "torch" else philox_noise(seed, ids.to(device))
+                # NCSN v1 draws the noise before the score call, NCSNv2 after it.
+                x = anneal_langevin(model_score(model), x0, sigmas, n_steps_each=n_steps_each, step_lr=step_lr,
+                                    noise_first=config.family == "ncsn", denoise=denoise, noise=noise,
+                                    progress=bar.update)
             if not torch.isfinite(x).all():
                 raise FloatingPointError(
                     f"batch {b}: samples contain NaN or inf after Langevin dynamics "
                     f"(step_lr {step_lr} may be too large for this model)")
             outs.append(x.float().cpu())
     return torch.cat(outs)
+
+
+def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr, denoise, seed):
+    """A function (x0, ids, progress) -> x running the fused loop, graphed on CUDA; on a copy of the model."""
+    from ..models import set_norm_backend
+    from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
+
+    fast_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+    if channels_last:
+        fast_model = fast_model.to(memory_format=torch.channels_last)
+    set_norm_backend(fast_model, backend)
+    sigmas = config.sampling_sigmas()
+    scales = model.score_scales()
+    graph = device.type == "cuda" if graph is None else graph
+    graphs: dict[int, GraphedLangevin] = {}
+
+    def run(x0, ids, progress):
+        if graph:
+            m = x0.shape[0]
+            if m not in graphs:
+                graphs[m] = GraphedLangevin(fast_model, m, config.image_shape, dtype=dtype,
+                                            channels_last=channels_last, backend=backend)
+            return graphs[m](x0, sigmas, n_steps_each=n_steps_each, step_lr=step_lr, seed=seed,
+                             sample_ids=ids.to(device), score_scales=scales, denoise=denoise, progress=progress)
+        x, _ = anneal_langevin_fused(model_raw_score(fast_model, dtype, channels_last), x0, sigmas,
+                                     n_steps_each=n_steps_each, step_lr=step_lr, seed=seed, sample_ids=ids,
+                                     score_scales=scales, denoise=denoise, backend=backend, progress=progress)
+        return x
+    return run
 
 
 def _cpu_noise(generator: torch.Generator, device: torch.device):

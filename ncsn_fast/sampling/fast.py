@@ -1,0 +1,159 @@
+"""The fast annealed Langevin loop: fused ops, inference mode, no host synchronisation inside the loop.
+
+Same algorithm as sampling/langevin.py, with three changes that do not alter the distribution:
+- the noise is the counter-based stream (ops/philox.py) keyed by (seed, sample index, step), drawn inside
+  the fused update, so a sample does not depend on its batch, device or backend;
+- the network's raw output h and the score scale c (1/sigma for NCSNv2) go to the fused update
+  x <- x + a c h + b z (ops/langevin_step.py) instead of three elementwise passes and a randn;
+- statistics, when asked, stay on the device until the end.
+`GraphedLangevin` captures one step (network forward + fused update) in a CUDA graph and replays it,
+the level, the step counter and the coefficients living in device buffers updated between replays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from ..ops.langevin_step import langevin_step_
+from .langevin import langevin_schedule
+
+RawScore = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+def coefficient_table(sigmas: torch.Tensor, step_lr: float, score_scales=None, device="cpu",
+                      numpy1_legacy: bool = False) -> torch.Tensor:
+    """(L, 3) float32 rows {a_i, c_i, b_i}: step size, score scale, noise scale of each level."""
+    alphas, noise = langevin_schedule(sigmas, step_lr, numpy1_legacy)
+    scales = np.ones(len(alphas)) if score_scales is None else torch.as_tensor(score_scales).double().numpy()
+    table = np.stack([alphas.astype(np.float64), scales, noise.astype(np.float64)], axis=1)
+    return torch.tensor(table, dtype=torch.float32, device=device)
+
+
+def _denoise_scale(sigmas: torch.Tensor) -> float:
+    return float(torch.as_tensor(sigmas)[-1].numpy() ** 2)
+
+
+@torch.inference_mode()
+def anneal_langevin_fused(score: RawScore, x: torch.Tensor, sigmas: torch.Tensor, *, n_steps_each: int,
+                          step_lr: float, seed: int, sample_ids: torch.Tensor, score_scales=None,
+                          denoise: bool = False, backend: str = "auto", with_stats: bool = False,
+                          progress: Callable[[int], None] | None = None, numpy1_legacy: bool = False):
+    """Annealed Langevin dynamics with the fused update; returns (x, stats or None).
+
+    score(x, level) returns the raw output h with score = score_scales[level] * h (all ones if None).
+    stats: (L * n_steps_each, 2) device tensor of batch means of ||score|| and ||z|| per step.
+    """
+    device = x.device
+    x = x.detach().to(torch.float32).contiguous().clone()
+    sig = torch.as_tensor(sigmas)
+    coefs = coefficient_table(sig, step_lr, score_scales, device, numpy1_legacy)
+    seed_t = torch.tensor([seed], dtype=torch.int64, device=device)
+    step_t = torch.zeros(1, dtype=torch.int64, device=device)
+    ids = sample_ids.to(device=device, dtype=torch.int64)
+    stats = [] if with_stats else None
+    i = 0
+    for level in range(len(sig)):
+        for _ in range(n_steps_each):
+            h = score(x, level)
+            step_t.fill_(i)
+            norms = langevin_step_(x, h, coefs[level], seed=seed_t, step=step_t, sample_ids=ids,
+                                   with_stats=with_stats, backend=backend)
+            if with_stats:
+                stats.append(norms.mean(0))
+            if progress is not None:
+                progress(1)
+            i += 1
+    if denoise:
+        # Tweedie denoising at sigma_L: x + sigma_L^2 c_L h.
+        h = score(x, len(sig) - 1)
+        x = x + (_denoise_scale(sig) * coefs[-1, 1]) * h.float()
+        if progress is not None:
+            progress(1)
+    return x, (torch.stack(stats) if with_stats else None)
+
+
+def model_raw_score(model: torch.nn.Module, dtype: torch.dtype = torch.float32, channels_last: bool = False):
+    """score(x, level) -> raw network output (before NCSNv2's 1/sigma), in `dtype`, optionally channels_last."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    labels: dict[tuple, torch.Tensor] = {}
+
+    def score(x: torch.Tensor, level: int) -> torch.Tensor:
+        key = (x.shape[0], level, x.device)
+        if key not in labels:
+            labels[key] = torch.full((x.shape[0],), level, dtype=torch.long, device=x.device)
+        xin = x.to(dtype=dtype, memory_format=fmt)
+        return model(xin, labels[key], raw=True)
+    return score
+
+
+class GraphedLangevin:
+    """One Langevin step (forward + fused update) captured in a CUDA graph, replayed L*T times.
+
+    Static device buffers hold x, the labels, the step counter and the level's coefficients; between
+    replays they are updated with device-side copies, so one capture serves every level and every step,
+    and each replay draws fresh noise (the step counter is read by the kernel).
+    """
+
+    def __init__(self, model: torch.nn.Module, batch_size: int, image_shape: tuple[int, ...], *,
+                 dtype: torch.dtype = torch.float32, channels_last: bool = False, backend: str = "auto",
+                 warmup: int = 3):
+        device = next(model.parameters()).device
+        if device.type != "cuda":
+            raise ValueError("CUDA graphs need the model on a CUDA device")
+        self.model, self.device, self.dtype = model, device, dtype
+        self.fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.backend = backend
+        self.x = torch.zeros(batch_size, *image_shape, device=device)
+        self.labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.ids = torch.arange(batch_size, device=device)
+        self.seed = torch.zeros(1, dtype=torch.int64, device=device)
+        self.step = torch.zeros(1, dtype=torch.int64, device=device)
+        self.coefs = torch.zeros(3, device=device)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.inference_mode():
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):  # warm-up: compile Triton kernels, pick cuDNN algorithms
+                for _ in range(warmup):
+                    self._step()
+            torch.cuda.current_stream(device).wait_stream(side)
+            with torch.cuda.graph(self.graph):
+                self._step()
+
+    def _step(self) -> None:
+        h = self.model(self.x.to(dtype=self.dtype, memory_format=self.fmt), self.labels, raw=True)
+        langevin_step_(self.x, h, self.coefs, seed=self.seed, step=self.step, sample_ids=self.ids,
+                       backend=self.backend)
+
+    @torch.inference_mode()
+    def __call__(self, x0: torch.Tensor, sigmas: torch.Tensor, *, n_steps_each: int, step_lr: float, seed: int,
+                 sample_ids: torch.Tensor, score_scales=None, denoise: bool = False,
+                 progress: Callable[[int], None] | None = None) -> torch.Tensor:
+        if x0.shape != self.x.shape:
+            raise ValueError(f"x0 must have the captured shape {tuple(self.x.shape)}, got {tuple(x0.shape)}")
+        sig = torch.as_tensor(sigmas)
+        table = coefficient_table(sig, step_lr, score_scales, self.device)
+        self.x.copy_(x0)
+        self.ids.copy_(sample_ids)
+        self.seed.fill_(seed)
+        i = 0
+        for level in range(len(sig)):
+            self.labels.fill_(level)
+            self.coefs.copy_(table[level])
+            for _ in range(n_steps_each):
+                self.step.fill_(i)
+                self.graph.replay()
+                if progress is not None:
+                    progress(1)
+                i += 1
+        x = self.x.clone()
+        if denoise:
+            self.labels.fill_(len(sig) - 1)
+            h = self.model(x.to(dtype=self.dtype, memory_format=self.fmt), self.labels, raw=True)
+            x = x + (_denoise_scale(sig) * table[-1, 1]) * h.float()
+            if progress is not None:
+                progress(1)
+        return x
