@@ -208,6 +208,89 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
     return rows
 
 
+def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
+    """Annealed Langevin per step, NCSNv2 CIFAR-10 config (random weights), same model, batch and device:
+    the original algorithm in eager PyTorch, the same with torch.compile, and ours (fused; graphed on CUDA;
+    float32 and bfloat16). Each runner is built once (its first call, compilation or capture included, is
+    reported), then K steps of the real ladder are timed; images/s is for the config's full run
+    (232 levels x 5 steps + denoise = 1161 network evaluations)."""
+    from .models import build_model
+
+    gpu = device.type == "cuda"
+    if quick:
+        cases, k, repeat = [(8, 2)], 2, 1
+    elif gpu:
+        cases, k, repeat = [(128, 1), (128, 16), (128, 128), (128, 512)], 20, 3
+    else:
+        cases, k, repeat = [(32, 16)], 4, 2
+    evals = 232 * 5 + 1
+    rows = []
+    for ngf, batch in cases:
+        cfg = _ncsnv2_cifar10(ngf)
+        sig = cfg.sampling_sigmas()[:k]  # K steps: the first K levels, one step each
+        step_lr = cfg.sampling.step_lr
+        torch.manual_seed(0)
+        model = build_model(cfg).to(device).eval()
+        x0 = torch.rand(batch, 3, 32, 32, device=device)
+        ids = torch.arange(batch)
+        runners = [("reference (eager, original algorithm)", partial(_reference_steps, model, x0, sig, step_lr))]
+        for mode in compile_modes:
+            runners.append((f"reference + torch.compile ({mode})", partial(_compiled_reference_steps, model, mode,
+                                                                           x0, sig, step_lr)))
+        dtypes = [torch.float32, torch.bfloat16] if gpu else [torch.float32]
+        for dtype in dtypes:
+            name = f"ours {str(dtype).removeprefix('torch.')}" + (" + CUDA graph" if gpu else "")
+            runners.append((name, partial(_fast_steps, model, cfg, device, dtype, x0, ids, k, step_lr)))
+        base = None
+        for name, make in runners:
+            if gpu:
+                torch.cuda.synchronize(device)
+                torch.cuda.reset_peak_memory_stats(device)
+            t0 = time.perf_counter()
+            run = make()  # builds the runner and makes its first call
+            if gpu:
+                torch.cuda.synchronize(device)
+            first = time.perf_counter() - t0
+            t = time_fn(run, device, warmup=0, repeat=repeat)
+            ms_step = t["ms"] / k
+            base = base or ms_step
+            rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms_per_step": ms_step,
+                         "images_per_s": batch / (ms_step * evals * 1e-3), "speedup": base / ms_step,
+                         "first_call_s": first,
+                         "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if gpu else None})
+            del run
+    return rows
+
+
+def _reference_steps(model, x0, sig, step_lr):
+    from .sampling.api import model_score
+    run = partial(anneal_langevin_steps, model_score(model), x0, sig, step_lr)
+    run()
+    return run
+
+
+def _compiled_reference_steps(model, mode, x0, sig, step_lr):
+    torch._dynamo.reset()
+    compiled = torch.compile(model, mode=None if mode == "default" else mode)
+    return _reference_steps(compiled, x0, sig, step_lr)
+
+
+def anneal_langevin_steps(score, x0, sig, step_lr):
+    from .sampling.langevin import anneal_langevin, torch_noise
+    with torch.no_grad():
+        return anneal_langevin(score, x0, sig, n_steps_each=1, step_lr=step_lr, noise=torch_noise())
+
+
+def _fast_steps(model, cfg, device, dtype, x0, ids, k, step_lr):
+    from .sampling.api import _fast_runner
+    short = cfg.replace(model=cfg.model.__class__(**{**cfg.model.__dict__, "num_classes": k}))
+    runner = _fast_runner(model, short, device, dtype, True, "auto", None, 1, step_lr, False, 0)
+    # the ladder of `short` is not the first K levels of cfg, but the cost per step does not depend on sigma
+    run = partial(runner, x0, ids, None)
+    run()
+    return run
+
+
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     """columns: (key, header, format)."""
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
@@ -222,6 +305,10 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
 
 OPS_COLUMNS = [("op", "op", ""), ("shape", "shape", ""), ("backend", "backend", ""), ("ms", "ms (median)", ".4f"),
                ("gbs", "GB/s", ".1f"), ("pct_copy_bw", "% of copy", ".0f"), ("speedup", "vs eager", ".2f")]
+SAMPLER_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "variant", ""),
+                   ("ms_per_step", "ms / step", ".2f"), ("images_per_s", "images/s (1161 evals)", ".3g"),
+                   ("speedup", "vs eager", ".2f"), ("first_call_s", "first call s", ".1f"),
+                   ("peak_mem_gb", "peak GB", ".2f")]
 FORWARD_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "variant", ""),
                    ("ms", "ms / forward", ".2f"), ("images_per_s", "images/s", ".1f"),
                    ("speedup", "vs eager", ".2f"), ("first_call_s", "first call s", ".1f")]
@@ -243,6 +330,8 @@ def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir
         md += ["## Fused ops", "", markdown_table(sections["ops"], OPS_COLUMNS), ""]
     if sections.get("forward"):
         md += ["## Network forward", "", markdown_table(sections["forward"], FORWARD_COLUMNS), ""]
+    if sections.get("sampler"):
+        md += ["## Annealed Langevin sampler", "", markdown_table(sections["sampler"], SAMPLER_COLUMNS), ""]
     atomic_write_bytes(stem.with_suffix(".md"), "\n".join(md).encode())
     return stem.with_suffix(".json"), stem.with_suffix(".md")
 
@@ -255,5 +344,7 @@ def run(suite: str = "all", device: str = "cpu", out_dir: str | Path = "benchmar
         sections["ops"] = bench_ops(dev, quick)
     if suite in ("forward", "all"):
         sections["forward"] = bench_forward(dev, quick, compile_modes)
+    if suite in ("sampler", "all"):
+        sections["sampler"] = bench_sampler(dev, quick, compile_modes)
     name = suite + ("-quick" if quick else "")
     return write_results(name, environment(dev), sections, out_dir, command or f"ncsn-fast bench {suite}")

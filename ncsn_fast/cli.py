@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint_args(p)
 
     p = sub.add_parser("bench", help="time the fused ops and the network forward; writes JSON + markdown")
-    p.add_argument("suite", nargs="?", choices=["ops", "forward", "all"], default="all")
+    p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all"], default="all")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="benchmarks/results", help="results folder (default benchmarks/results)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")

@@ -17,5 +17,9 @@ def test_bench_quick_writes_results(tmp_path, capsys):
     assert all(r["ms"] > 0 for r in data["ops"] if "ms" in r)
     variants = {r["variant"] for r in data["forward"]}
     assert {"eager (reference norms)", "fused norms"} <= variants
-    assert "| op | shape | backend |" in (tmp_path / files[1]).read_text()
+    sampler = {r["variant"]: r for r in data["sampler"]}
+    assert {"reference (eager, original algorithm)", "ours float32"} <= set(sampler)
+    assert all(r["ms_per_step"] > 0 and r["images_per_s"] > 0 for r in sampler.values())
+    text = (tmp_path / files[1]).read_text()
+    assert "| op | shape | backend |" in text and "## Annealed Langevin sampler" in text
     assert "results:" in capsys.readouterr().out

@@ -134,3 +134,34 @@ def test_fixture_models_fused_on_gpu(variant, backend):
     with torch.no_grad():
         out = model(io["x"].to(DEV), io["y"].to(DEV)).cpu()
     assert ((out - io["out"]).abs().max() / io["out"].abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_graphed_loop_equals_fused_loop(backend):
+    """One captured step replayed L*T times gives the un-graphed fused loop's samples (same stream)."""
+    _skip(backend)
+    from ncsn_fast.ops.philox import INIT_STEP, philox_uniform_ref
+    from ncsn_fast.sampling import GraphedLangevin, anneal_langevin_fused, model_raw_score
+    model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
+                                 config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"), device=DEV)
+    set_norm_backend(model, backend)
+    ids = torch.arange(4, device=DEV)
+    x0 = philox_uniform_ref(1, INIT_STEP, ids.cpu(), 3072).view(4, 3, 32, 32).to(DEV)
+    sig = cfg.sampling_sigmas()[::10]
+    kw = dict(n_steps_each=2, step_lr=cfg.sampling.step_lr, seed=1, sample_ids=ids,
+              score_scales=model.score_scales()[: len(sig)], denoise=True)
+    fused, _ = anneal_langevin_fused(model_raw_score(model), x0, sig, backend=backend, **kw)
+    graphed = GraphedLangevin(model, 4, (3, 32, 32), backend=backend)(x0, sig, **kw)
+    assert (graphed - fused).abs().max() <= 1e-5 * fused.abs().max()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_sample_on_gpu_matches_cpu_reference(dtype):
+    from ncsn_fast.sampling import sample
+    torch.backends.cudnn.allow_tf32 = False
+    model, cfg = load_checkpoint(fixture_path("ncsn_cifar10_ngf8_checkpoint.pth"),
+                                 config=fixture_path("ncsn_cifar10_ngf8_config.yml"))
+    ref = sample(model, cfg, 6, seed=3, n_steps_each=2, progress=False, method="reference", rng="philox")
+    fast = sample(model.to(DEV), cfg, 6, seed=3, batch_size=4, n_steps_each=2, progress=False, dtype=dtype)
+    tol = 1e-4 if dtype == torch.float32 else 2 ** -7  # fp32: conv rounding on another device; bf16: 8 bits
+    assert torch.isfinite(fast).all() and (fast - ref).abs().max() <= tol * ref.abs().max()

@@ -105,7 +105,7 @@ def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_
         fast_model = fast_model.to(memory_format=torch.channels_last)
     set_norm_backend(fast_model, backend)
     sigmas = config.sampling_sigmas()
-    scales = model.score_scales()
+    scales = model.score_scales()[: len(sigmas)]  # the scale of each label the loop uses
     graph = device.type == "cuda" if graph is None else graph
     graphs: dict[int, GraphedLangevin] = {}
 
