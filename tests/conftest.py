@@ -26,6 +26,14 @@ def load_fixture(name: str):
     return torch.load(fixture_path(name), map_location="cpu", weights_only=True)
 
 
+def skip_unless_backend(backend: str, device: torch.device | None = None) -> None:
+    """Skip the calling test, with the reason, when `backend` cannot run on `device` (default CPU) here."""
+    from ncsn_fast.ops._backends import why_not
+    reason = why_not(backend, device or torch.device("cpu"))
+    if reason:
+        pytest.skip(f"{backend}: {reason}")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -2,12 +2,11 @@
 
 import pytest
 import torch
-from conftest import fixture_path
+from conftest import fixture_path, skip_unless_backend
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.models import set_norm_backend
 from ncsn_fast.ops import philox_noise
-from ncsn_fast.ops._backends import why_not
 from ncsn_fast.ops.philox import INIT_STEP, philox_uniform_ref
 from ncsn_fast.sampling import (
     LangevinStats,
@@ -28,8 +27,7 @@ def _load(variant):
 @pytest.mark.parametrize("backend", ["torch", "cpu", "triton"])
 @pytest.mark.parametrize("variant", ["ncsn_cifar10_ngf8", "ncsnv2_cifar10_ngf8"])
 def test_fused_loop_equals_reference_loop(variant, backend):
-    if why_not(backend, CPU):
-        pytest.skip(why_not(backend, CPU))
+    skip_unless_backend(backend)
     model, cfg = _load(variant)
     ids = torch.tensor([3, 0, 7])
     x0 = philox_uniform_ref(11, INIT_STEP, ids, 3072).view(3, 3, 32, 32)

@@ -4,7 +4,7 @@ Run them with scripts/gpu_check.sh (TRITON_INTERPRET=0, so Triton compiles for t
 
 import pytest
 import torch
-from conftest import VARIANTS, fixture_path, load_fixture
+from conftest import VARIANTS, fixture_path, load_fixture, skip_unless_backend
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.models import set_norm_backend
@@ -18,21 +18,17 @@ from ncsn_fast.ops import (
     philox_normal_ref,
     philox_words_ref,
 )
-from ncsn_fast.ops._backends import ext, why_not
+from ncsn_fast.ops._backends import ext
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 DEV = torch.device("cuda")
 GPU_BACKENDS = ["cuda", "triton"]
 
 
-def _skip(backend):
-    if why_not(backend, DEV):
-        pytest.skip(why_not(backend, DEV))
-
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_philox_words_and_normals(backend):
-    _skip(backend)
+    skip_unless_backend(backend, DEV)
     ids = torch.arange(2 ** 32 - 64, 2 ** 32 + 64, device=DEV)  # crosses the 32-bit sample boundary
     numel = 3 * 32 * 32
     ref_words = philox_words_ref(2 ** 40 + 3, 17, ids.cpu(), numel)
@@ -54,7 +50,7 @@ def test_philox_words_and_normals(backend):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_langevin_step_real_size(backend, dtype, channels_last):
-    _skip(backend)
+    skip_unless_backend(backend, DEV)
     g = torch.Generator().manual_seed(0)
     x0, h = torch.randn(128, 3, 32, 32, generator=g), torch.randn(128, 3, 32, 32, generator=g).to(dtype)
     ids, coefs = torch.arange(128), langevin_coefs(0.3, 1 / 0.05)
@@ -76,7 +72,7 @@ def test_langevin_step_real_size(backend, dtype, channels_last):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_instance_norm_plus_real_size(backend, shape, dtype, channels_last):
-    _skip(backend)
+    skip_unless_backend(backend, DEV)
     g = torch.Generator().manual_seed(1)
     n, c = shape[:2]
     x = (torch.randn(shape, generator=g) + 0.5).to(dtype)
@@ -95,7 +91,7 @@ def test_instance_norm_plus_real_size(backend, shape, dtype, channels_last):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_graph_replay_draws_fresh_noise(backend):
     """Seed and step live in device memory: one captured step replays with new noise every time."""
-    _skip(backend)
+    skip_unless_backend(backend, DEV)
     n, ids = 16, torch.arange(16, device=DEV)
     x = torch.zeros(n, 3, 8, 8, device=DEV)
     h = torch.zeros_like(x)
@@ -124,7 +120,7 @@ def test_graph_replay_draws_fresh_noise(backend):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fixture_models_fused_on_gpu(variant, backend):
-    _skip(backend)
+    skip_unless_backend(backend, DEV)
     io = load_fixture(f"{variant}_model_io.pt")
     model, _ = load_checkpoint(fixture_path(f"{variant}_checkpoint.pth"),
                                config=fixture_path(f"{variant}_config.yml"), device=DEV)
@@ -139,7 +135,7 @@ def test_fixture_models_fused_on_gpu(variant, backend):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_graphed_loop_equals_fused_loop(backend):
     """One captured step replayed L*T times gives the un-graphed fused loop's samples (same stream)."""
-    _skip(backend)
+    skip_unless_backend(backend, DEV)
     from ncsn_fast.ops.philox import INIT_STEP, philox_uniform_ref
     from ncsn_fast.sampling import GraphedLangevin, anneal_langevin_fused, model_raw_score
     model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),

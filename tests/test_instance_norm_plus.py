@@ -2,19 +2,15 @@
 
 import pytest
 import torch
+from conftest import skip_unless_backend
 
 from ncsn_fast.ops import cond_instance_norm_plus, instance_norm_plus, instance_norm_plus_ref
-from ncsn_fast.ops._backends import why_not
 
 CPU = torch.device("cpu")
 BACKENDS = ["torch", "cpu", "triton"]
 SHAPES = {"minimal": (1, 2, 1, 2), "odd": (3, 5, 7, 3), "ncsn_plane": (2, 16, 32, 32), "deep_plane": (2, 64, 8, 8)}
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
-
-def _skip(backend):
-    if why_not(backend, CPU):
-        pytest.skip(why_not(backend, CPU))
 
 
 def _params(shape, cond, g):
@@ -30,7 +26,7 @@ def _params(shape, cond, g):
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("cond,elu", [(False, False), (False, True), (True, True)], ids=["in", "in_elu", "cin_elu"])
 def test_matches_reference(backend, shape, dtype, channels_last, cond, elu):
-    _skip(backend)
+    skip_unless_backend(backend)
     g = torch.Generator().manual_seed(1)
     x = (torch.randn(shape, generator=g) * 2 + 3).to(dtype)  # a mean offset, as real activations have
     if channels_last:
@@ -60,7 +56,7 @@ def _atol(x, gamma, alpha, dtype):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_cond_picks_rows_by_label(backend):
-    _skip(backend)
+    skip_unless_backend(backend)
     g = torch.Generator().manual_seed(2)
     c = 6
     embed = torch.cat([1 + 0.2 * torch.randn(10, 2 * c, generator=g), 0.2 * torch.randn(10, c, generator=g)], 1)
@@ -72,7 +68,7 @@ def test_cond_picks_rows_by_label(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck(backend):
-    _skip(backend)
+    skip_unless_backend(backend)
     x = torch.randn(2, 4, 3, 3)
     torch.library.opcheck(torch.ops.ncsn_fast.instance_norm_plus.default,
                           (x, torch.ones(4), torch.ones(4), torch.zeros(4), True, backend))
@@ -91,7 +87,7 @@ def test_bad_inputs():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_elu_over_its_whole_range(backend):
     """gamma = 30 spreads the pre-activations over about [-90, 90]: the ELU's exp saturates and underflows."""
-    _skip(backend)
+    skip_unless_backend(backend)
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 4, 64, 64, generator=g)
     gamma, alpha, beta = torch.full((4,), 30.0), torch.full((4,), 0.5), torch.tensor([0.0, -5.0, 5.0, -1.0])

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import skip_unless_backend
 
 from ncsn_fast.ops import langevin_coefs, langevin_step_, langevin_step_ref, philox_normal, philox_normal_ref
 from ncsn_fast.ops._backends import why_not
@@ -9,13 +10,9 @@ from ncsn_fast.ops._backends import why_not
 CPU = torch.device("cpu")
 BACKENDS = ["torch", "cpu", "triton"]
 SHAPES = {"minimal": (1, 1, 1, 1), "odd": (3, 3, 5, 7), "cifar": (4, 3, 32, 32), "gray_28": (2, 1, 28, 28)}
-# (dtype of h, tolerance in units of the result scale): x and the update stay float32; h is only read.
+# dtypes of h: x and the update stay float32; h is only read.
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 
-
-def _skip(backend):
-    if why_not(backend, CPU):
-        pytest.skip(why_not(backend, CPU))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -23,7 +20,7 @@ def _skip(backend):
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 def test_matches_reference(backend, shape, dtype, channels_last):
-    _skip(backend)
+    skip_unless_backend(backend)
     g = torch.Generator().manual_seed(0)
     x0 = torch.randn(shape, generator=g) * 3
     h = torch.randn(shape, generator=g).to(dtype)
@@ -46,7 +43,7 @@ def test_matches_reference(backend, shape, dtype, channels_last):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_in_kernel_noise_is_the_stream(backend):
     """With a = 0 and b = 1 the update adds exactly the stream's z for (seed, sample, step)."""
-    _skip(backend)
+    skip_unless_backend(backend)
     x = torch.zeros(3, 2, 6, 6)
     ids = torch.tensor([7, 2 ** 35, 0])
     langevin_step_(x, torch.randn(3, 2, 6, 6), langevin_coefs(0.0, 1.0, 1.0), seed=9, step=4, sample_ids=ids,
@@ -56,7 +53,7 @@ def test_in_kernel_noise_is_the_stream(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sample_update_independent_of_batch(backend):
-    _skip(backend)
+    skip_unless_backend(backend)
     x0, h = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
     coefs = langevin_coefs(0.1)
     full = x0.clone()
@@ -78,7 +75,7 @@ def test_seed_step_coefs_from_tensors():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_opcheck(backend):
-    _skip(backend)
+    skip_unless_backend(backend)
     args = (torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4), torch.tensor([1]), torch.tensor([2]), torch.arange(2),
             langevin_coefs(0.2), torch.zeros(2, 2), True, backend)
     torch.library.opcheck(torch.ops.ncsn_fast.langevin_step_.default, args)

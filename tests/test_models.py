@@ -4,12 +4,11 @@ import json
 
 import pytest
 import torch
-from conftest import FIXTURES, VARIANTS, fixture_path, load_fixture
+from conftest import FIXTURES, VARIANTS, fixture_path, load_fixture, skip_unless_backend
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.config import config_from_dict
 from ncsn_fast.models import build_model, set_norm_backend
-from ncsn_fast.ops._backends import why_not
 
 KEY_FILES = sorted(p.name for p in FIXTURES.glob("keys/*.json")) or ["ncsnv2_cifar10.json"]
 
@@ -79,8 +78,7 @@ def test_fixture_activations_single_sample(variant):
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fused_norms_give_fixture_outputs(variant, backend):
-    if why_not(backend, torch.device("cpu")):
-        pytest.skip(why_not(backend, torch.device("cpu")))
+    skip_unless_backend(backend)
     io = load_fixture(f"{variant}_model_io.pt")
     model, _ = _load_variant(variant)
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import skip_unless_backend
 
 from ncsn_fast.ops import philox_noise, philox_normal, philox_normal_ref, philox_words_ref
 from ncsn_fast.ops._backends import why_not
@@ -87,8 +88,7 @@ def test_seed_and_step_from_tensors_and_64_bit_indices():
 
 @pytest.mark.parametrize("backend", ["torch", "cpu", "triton"])
 def test_opcheck(backend):
-    if why_not(backend, CPU):
-        pytest.skip(why_not(backend, CPU))
+    skip_unless_backend(backend)
     torch.library.opcheck(torch.ops.ncsn_fast.philox_normal.default,
                           (torch.tensor([1]), torch.tensor([2]), torch.arange(3), 40, backend))
 

@@ -9,7 +9,7 @@ import triton
 import triton.language as tl
 
 from . import INTERPRET
-from .philox import noise4
+from .philox import noise4, stream_position
 
 
 @triton.jit
@@ -40,11 +40,7 @@ def _langevin_step_kernel(
     WITH_STATS: tl.constexpr,
     BLOCK_Q: tl.constexpr,
 ):
-    row = tl.program_id(0)
-    q = tl.program_id(1) * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    sample = tl.load(IDS + row)
-    seed = tl.load(SEED)
-    step = tl.load(STEP)
+    row, q, sample, seed, step = stream_position(IDS, SEED, STEP, BLOCK_Q)
     g = tl.load(COEFS) * tl.load(COEFS + 1)
     b = tl.load(COEFS + 2)
     z0, z1, z2, z3 = noise4(seed, sample, step, q.to(tl.uint32))

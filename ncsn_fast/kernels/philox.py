@@ -79,6 +79,14 @@ def noise4(seed, sample, step, q):
 
 
 @triton.jit
+def stream_position(IDS, SEED, STEP, BLOCK_Q: tl.constexpr):
+    """This program's sample row and groups q, and the stream's seed, sample and step from device memory."""
+    row = tl.program_id(0)
+    q = tl.program_id(1) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    return row, q, tl.load(IDS + row), tl.load(SEED), tl.load(STEP)
+
+
+@triton.jit
 def _philox_kernel(
     OUT,  # (N, numel) float32 normals, or int64 words when WORDS
     IDS,  # (N,) int64 global sample indices
@@ -88,11 +96,7 @@ def _philox_kernel(
     WORDS: tl.constexpr,
     BLOCK_Q: tl.constexpr,
 ):
-    row = tl.program_id(0)
-    q = tl.program_id(1) * BLOCK_Q + tl.arange(0, BLOCK_Q)
-    sample = tl.load(IDS + row)
-    seed = tl.load(SEED)
-    step = tl.load(STEP)
+    row, q, sample, seed, step = stream_position(IDS, SEED, STEP, BLOCK_Q)
     qu = q.to(tl.uint32)
     if WORDS:
         a, b, c, d = noise_words(seed, sample, step, qu)
