@@ -3,17 +3,19 @@
 from .api import model_score, sample
 from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
 from .langevin import (
-                       LangevinStats,
-                       Trajectory,
-                       anneal_langevin,
-                       anneal_langevin_v1,
-                       anneal_langevin_v2,
-                       langevin_schedule,
-                       torch_noise,
+    LangevinStats,
+    Trajectory,
+    anneal_langevin,
+    anneal_langevin_v1,
+    anneal_langevin_v2,
+    impose_known,
+    inpainting_constraint,
+    langevin_schedule,
+    torch_noise,
 )
 
 __all__ = [
     "GraphedLangevin", "LangevinStats", "Trajectory", "anneal_langevin", "anneal_langevin_fused",
-    "anneal_langevin_v1", "anneal_langevin_v2", "langevin_schedule", "model_raw_score", "model_score", "sample",
-    "torch_noise",
+    "anneal_langevin_v1", "anneal_langevin_v2", "impose_known", "inpainting_constraint", "langevin_schedule",
+    "model_raw_score", "model_score", "sample", "torch_noise",
 ]

@@ -40,11 +40,13 @@ def _denoise_scale(sigmas: torch.Tensor) -> float:
 def anneal_langevin_fused(score: RawScore, x: torch.Tensor, sigmas: torch.Tensor, *, n_steps_each: int,
                           step_lr: float, seed: int, sample_ids: torch.Tensor, score_scales=None,
                           denoise: bool = False, backend: str = "auto", with_stats: bool = False,
-                          progress: Callable[[int], None] | None = None, numpy1_legacy: bool = False):
+                          progress: Callable[[int], None] | None = None, numpy1_legacy: bool = False,
+                          constraint=None):
     """Annealed Langevin dynamics with the fused update; returns (x, stats or None).
 
     score(x, level) returns the raw output h with score = score_scales[level] * h (all ones if None).
     stats: (L * n_steps_each, 2) device tensor of batch means of ||score|| and ||z|| per step.
+    constraint: applied to x before every step, as in the reference loop (inpainting).
     """
     device = x.device
     x = x.detach().to(torch.float32).contiguous().clone()
@@ -57,6 +59,8 @@ def anneal_langevin_fused(score: RawScore, x: torch.Tensor, sigmas: torch.Tensor
     i = 0
     for level in range(len(sig)):
         for _ in range(n_steps_each):
+            if constraint is not None:
+                x = constraint(x, level, i).contiguous()
             h = score(x, level)
             step_t.fill_(i)
             norms = langevin_step_(x, h, coefs[level], seed=seed_t, step=step_t, sample_ids=ids,

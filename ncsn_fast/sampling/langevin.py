@@ -18,6 +18,7 @@ import torch
 Score = Callable[[torch.Tensor, int], torch.Tensor]
 NoiseSampler = Callable[[int, torch.Tensor], torch.Tensor]  # (global step index, x) -> z
 Callback = Callable[[dict], None]
+Constraint = Callable[[torch.Tensor, int, int], torch.Tensor]  # (x, level, step index) -> x before the step
 
 
 def langevin_schedule(sigmas: torch.Tensor | Sequence[float], step_lr: float,
@@ -46,8 +47,8 @@ def torch_noise(generator: torch.Generator | None = None) -> NoiseSampler:
 def anneal_langevin(score: Score, x: torch.Tensor, sigmas: torch.Tensor, *, n_steps_each: int,
                     step_lr: float, noise_first: bool = False, denoise: bool = False,
                     noise: NoiseSampler | None = None, numpy1_legacy: bool = False,
-                    callback: Callback | None = None, progress: Callable[[int], None] | None = None
-                    ) -> torch.Tensor:
+                    callback: Callback | None = None, progress: Callable[[int], None] | None = None,
+                    constraint: Constraint | None = None) -> torch.Tensor:
     """Annealed Langevin dynamics; returns the final x (after the denoising step if `denoise`).
 
     noise_first: draw z before the score call (NCSN v1) or after it (NCSNv2); this matters only for
@@ -55,6 +56,7 @@ def anneal_langevin(score: Score, x: torch.Tensor, sigmas: torch.Tensor, *, n_st
     callback: called after every update with {'i', 'level', 'sigma', 'step_size', 'x', 'grad', 'z'}
         ('denoise': True and z None for the final step); use it for trajectories and statistics.
     progress: called with the number of score evaluations just done (e.g. a tqdm bar's update).
+    constraint: applied to x before every step (inpainting: see `inpainting_constraint`).
     """
     if n_steps_each < 1:
         raise ValueError(f"n_steps_each must be >= 1, got {n_steps_each}")
@@ -65,6 +67,8 @@ def anneal_langevin(score: Score, x: torch.Tensor, sigmas: torch.Tensor, *, n_st
     for level, (alpha, noise_scale) in enumerate(zip(alphas.tolist(), noise_scales.tolist())):
         # Langevin steps at noise level `level`.
         for _ in range(n_steps_each):
+            if constraint is not None:
+                x = constraint(x, level, i)
             if noise_first:
                 z = noise(i, x)
                 grad = score(x, level)
@@ -108,6 +112,29 @@ def anneal_langevin_v2(score: Score, x: torch.Tensor, sigmas: torch.Tensor, *, n
     """NCSNv2 sampler (models/__init__.py): noise drawn after the score call, final denoising."""
     return anneal_langevin(score, x, sigmas, n_steps_each=n_steps_each, step_lr=step_lr,
                            noise_first=False, denoise=denoise, **kwargs)
+
+
+# Step indices of the re-noising draws of inpainting: a range of the stream no Langevin step reaches.
+INPAINT_STEP_OFFSET = 1 << 31
+
+
+def inpainting_constraint(known: torch.Tensor, mask: torch.Tensor, sigmas: torch.Tensor,
+                          noise: NoiseSampler) -> Constraint:
+    """NCSNv2's inpainting (anneal_Langevin_dynamics_inpainting): before every step the known pixels are
+    set to the data re-noised at the current sigma, known + sigma_i z'. mask: bool, True where known,
+    broadcastable to x. z' comes from `noise` at step index INPAINT_STEP_OFFSET + i, so with the Philox
+    stream it never coincides with a Langevin step's noise."""
+    sig = [float(s) for s in torch.as_tensor(sigmas)]
+
+    def constrain(x: torch.Tensor, level: int, i: int) -> torch.Tensor:
+        z = noise(INPAINT_STEP_OFFSET + i, x)
+        return torch.where(mask, known + sig[level] * z, x)
+    return constrain
+
+
+def impose_known(x: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The final inpainted image: the known pixels exactly, the sampled ones elsewhere."""
+    return torch.where(mask, known.to(x.dtype), x)
 
 
 class Trajectory:
