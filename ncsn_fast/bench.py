@@ -150,12 +150,23 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
 
 
 def _ncsnv2_cifar10(ngf: int):
+    """The published NCSNv2 CIFAR-10 config (configs/cifar10.yml) at the given ngf."""
     from .config import config_from_dict
     return config_from_dict({
         "data": {"dataset": "CIFAR10", "image_size": 32, "channels": 3},
         "model": {"ngf": ngf, "num_classes": 232, "sigma_begin": 50, "sigma_end": 0.01, "sigma_dist": "geometric",
                   "ema": True},
         "sampling": {"n_steps_each": 5, "step_lr": 6.2e-6, "denoise": True}})
+
+
+def _ncsnv2_celeba(ngf: int):
+    """The published NCSNv2 CelebA 64x64 config (configs/celeba.yml) at the given ngf."""
+    from .config import config_from_dict
+    return config_from_dict({
+        "data": {"dataset": "CELEBA", "image_size": 64, "channels": 3},
+        "model": {"ngf": ngf, "num_classes": 500, "sigma_begin": 90, "sigma_end": 0.01, "sigma_dist": "geometric",
+                  "ema": True},
+        "sampling": {"n_steps_each": 5, "step_lr": 3.3e-6, "denoise": True}})
 
 
 def bench_forward(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
@@ -209,29 +220,32 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
 
 
 def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
-    """Annealed Langevin per step, NCSNv2 CIFAR-10 config (random weights), same model, batch and device:
-    the original algorithm in eager PyTorch, the same with torch.compile, and ours (fused; graphed on CUDA;
-    float32 and bfloat16). Each runner is built once (its first call, compilation or capture included, is
-    reported), then K steps of the real ladder are timed; images/s is for the config's full run
-    (232 levels x 5 steps + denoise = 1161 network evaluations)."""
+    """Annealed Langevin per step, NCSNv2 CIFAR-10 and CelebA-64 configs (random weights), same model, batch and
+    device: the original algorithm in eager PyTorch, the same with torch.compile, and ours (fused; graphed on
+    CUDA; float32 and bfloat16). Each runner is built once (its first call, compilation or capture included,
+    is reported), then K steps of the real ladder are timed; images/s is for the config's full run
+    (CIFAR-10: 232 levels x 5 steps + denoise = 1161 network evaluations; CelebA: 2501)."""
     from .models import build_model
 
     gpu = device.type == "cuda"
+    cifar, celeba = ("CIFAR-10", _ncsnv2_cifar10), ("CelebA 64", _ncsnv2_celeba)
     if quick:
-        cases, k, repeat = [(8, 2)], 2, 1
+        cases, k, repeat = [(cifar, 8, 2)], 2, 1
     elif gpu:
-        cases, k, repeat = [(128, 1), (128, 16), (128, 128), (128, 512)], 20, 3
+        cases = [(cifar, 128, b) for b in (1, 16, 128, 512)] + [(celeba, 128, b) for b in (1, 16, 128)]
+        k, repeat = 20, 3
     else:
-        cases, k, repeat = [(32, 16)], 4, 2
-    evals = 232 * 5 + 1
+        cases, k, repeat = [(cifar, 32, 16)], 4, 2
     rows = []
-    for ngf, batch in cases:
-        cfg = _ncsnv2_cifar10(ngf)
+    for (data_name, make_cfg), ngf, batch in cases:
+        cfg = make_cfg(ngf)
+        evals = cfg.model.num_classes * cfg.sampling.n_steps_each + int(cfg.sampling.denoise)
+        size = cfg.data.image_size
         sig = cfg.sampling_sigmas()[:k]  # K steps: the first K levels, one step each
         step_lr = cfg.sampling.step_lr
         torch.manual_seed(0)
         model = build_model(cfg).to(device).eval()
-        x0 = torch.rand(batch, 3, 32, 32, device=device)
+        x0 = torch.rand(batch, 3, size, size, device=device)
         ids = torch.arange(batch)
         runners = [("reference (eager, original algorithm)", partial(_reference_steps, model, x0, sig, step_lr))]
         for mode in compile_modes:
@@ -254,7 +268,8 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
             t = time_fn(run, device, warmup=0, repeat=repeat)
             ms_step = t["ms"] / k
             base = base or ms_step
-            rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms_per_step": ms_step,
+            rows.append({"model": f"NCSNv2 {data_name} ngf {ngf}", "batch": batch, "variant": name,
+                         "ms_per_step": ms_step, "evals": evals,
                          "images_per_s": batch / (ms_step * evals * 1e-3), "speedup": base / ms_step,
                          "first_call_s": first,
                          "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if gpu else None})
@@ -306,7 +321,8 @@ def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str
 OPS_COLUMNS = [("op", "op", ""), ("shape", "shape", ""), ("backend", "backend", ""), ("ms", "ms (median)", ".4f"),
                ("gbs", "GB/s", ".1f"), ("pct_copy_bw", "% of copy", ".0f"), ("speedup", "vs eager", ".2f")]
 SAMPLER_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "variant", ""),
-                   ("ms_per_step", "ms / step", ".2f"), ("images_per_s", "images/s (1161 evals)", ".3g"),
+                   ("ms_per_step", "ms / step", ".2f"), ("evals", "evals / image", ""),
+                   ("images_per_s", "images/s (full run)", ".3g"),
                    ("speedup", "vs eager", ".2f"), ("first_call_s", "first call s", ".1f"),
                    ("peak_mem_gb", "peak GB", ".2f")]
 FORWARD_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "variant", ""),

@@ -1,0 +1,10 @@
+"""Thin entry point: the benchmark suite lives in ncsn_fast/bench.py (an installed CLI cannot import this
+folder). `python benchmarks/bench.py [ops|forward|sampler|all] [--device cuda] [--compile default ...]`
+is the same as `ncsn-fast bench ...`; results go to benchmarks/results/."""
+
+import sys
+
+from ncsn_fast.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["bench", *sys.argv[1:]]))
