@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
-# The GPU check: on a machine with a CUDA GPU, build the extension (CUDA included), run the GPU-only
-# tests, and benchmark the fused ops and the network forward (torch.compile as the baseline).
-# Writes benchmarks/results/*_<gpu>.{json,md} (commit them); if $OUT is set, copies them and the log there.
+# The GPU check, on a machine with a CUDA GPU: build the extension (CUDA included), then one stage:
+#   test     GPU-only tests: every GPU backend vs the reference at real sizes, CUDA-graph replays drawing
+#            fresh noise, graphed loop == fused loop, GPU sampling == CPU reference; then the ops benchmark
+#   forward  one NCSNv2 forward: eager, fused norms, channels_last, torch.compile
+#   sampler  the sampler per step: eager original algorithm, torch.compile, ours (graphs, fp32/bf16)
+#   all      the three in turn (longer than one 10-minute device call: run the stages separately there)
+# Results: benchmarks/results/<suite>_<gpu>.{json,md} (commit them); with $OUT set, copies and the log there.
 # The GPU machine has no internet: it uses the Python that has torch, triton, pybind11 and pytest.
-# Usage: bash scripts/gpu_check.sh [--no-bench]
 set -uo pipefail
 cd "$(dirname "$0")/.."
+stage=${1:-test}
+case "$stage" in test|forward|sampler|all) ;; *) echo "unknown stage '$stage' (test | forward | sampler | all)"; exit 2 ;; esac
 PY=${PYTHON:-python3}
-LOG=${OUT:-/tmp}/gpu_check.log
+LOG=${OUT:-/tmp}/gpu_check_${stage}.log
 exec > >(tee "$LOG") 2>&1
 export TRITON_INTERPRET=0 NCSN_FAST_CUDA=1 PYTHONUNBUFFERED=1
 status=0
@@ -23,13 +28,14 @@ if ! "$PY" -m pip install --no-build-isolation --no-deps -q -e .; then echo "BUI
 print('has_cuda', C.has_cuda(), 'devices', C.cuda_device_count())
 print(ops.explain(torch.device('cuda')))"
 
-echo "== gpu tests"
-"$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1
-
-if [ "${1:-}" != "--no-bench" ]; then
-  echo "== benchmarks"
-  "$PY" -m ncsn_fast.cli bench all --device cuda --compile default || status=1
-fi
+bench() { "$PY" -m ncsn_fast.cli bench "$@" --device cuda || status=1; }
+case "$stage" in
+  test) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1; bench ops ;;
+  forward) bench forward --compile default ;;
+  sampler) bench sampler --compile default ;;
+  all) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1
+       bench ops; bench forward --compile default; bench sampler --compile default ;;
+esac
 if [ -n "${OUT:-}" ]; then cp benchmarks/results/*.md benchmarks/results/*.json "$OUT"/ 2>/dev/null || true; fi
-echo "== gpu_check exit status $status"
+echo "== gpu_check $stage: exit status $status"
 exit $status
