@@ -10,12 +10,15 @@ from .langevin import (
     anneal_langevin_v2,
     impose_known,
     inpainting_constraint,
+    interpolation_noise,
+    interpolation_start,
     langevin_schedule,
     torch_noise,
 )
 
 __all__ = [
     "GraphedLangevin", "LangevinStats", "Trajectory", "anneal_langevin", "anneal_langevin_fused",
-    "anneal_langevin_v1", "anneal_langevin_v2", "impose_known", "inpainting_constraint", "langevin_schedule",
+    "anneal_langevin_v1", "anneal_langevin_v2", "impose_known", "inpainting_constraint", "interpolation_noise",
+    "interpolation_start", "langevin_schedule",
     "model_raw_score", "model_score", "sample", "torch_noise",
 ]

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from ..ops.langevin_step import langevin_step_
+from ..ops.langevin_step import langevin_step_, langevin_step_ref
 from .langevin import langevin_schedule
 
 RawScore = Callable[[torch.Tensor, int], torch.Tensor]
@@ -41,12 +41,14 @@ def anneal_langevin_fused(score: RawScore, x: torch.Tensor, sigmas: torch.Tensor
                           step_lr: float, seed: int, sample_ids: torch.Tensor, score_scales=None,
                           denoise: bool = False, backend: str = "auto", with_stats: bool = False,
                           progress: Callable[[int], None] | None = None, numpy1_legacy: bool = False,
-                          constraint=None):
+                          constraint=None, noise=None):
     """Annealed Langevin dynamics with the fused update; returns (x, stats or None).
 
     score(x, level) returns the raw output h with score = score_scales[level] * h (all ones if None).
     stats: (L * n_steps_each, 2) device tensor of batch means of ||score|| and ||z|| per step.
     constraint: applied to x before every step, as in the reference loop (inpainting).
+    noise: a NoiseSampler to use instead of the in-kernel stream (interpolation); the update is then the
+        reference's (x + (a c) h) + b z with that z, no longer one fused kernel.
     """
     device = x.device
     x = x.detach().to(torch.float32).contiguous().clone()
@@ -62,11 +64,14 @@ def anneal_langevin_fused(score: RawScore, x: torch.Tensor, sigmas: torch.Tensor
             if constraint is not None:
                 x = constraint(x, level, i).contiguous()
             h = score(x, level)
-            step_t.fill_(i)
-            norms = langevin_step_(x, h, coefs[level], seed=seed_t, step=step_t, sample_ids=ids,
-                                   with_stats=with_stats, backend=backend)
-            if with_stats:
-                stats.append(norms.mean(0))
+            if noise is not None:
+                x = langevin_step_ref(x, h, coefs[level], noise(i, x))
+            else:
+                step_t.fill_(i)
+                norms = langevin_step_(x, h, coefs[level], seed=seed_t, step=step_t, sample_ids=ids,
+                                       with_stats=with_stats, backend=backend)
+                if with_stats:
+                    stats.append(norms.mean(0))
             if progress is not None:
                 progress(1)
             i += 1

@@ -137,6 +137,29 @@ def impose_known(x: torch.Tensor, known: torch.Tensor, mask: torch.Tensor) -> to
     return torch.where(mask, known.to(x.dtype), x)
 
 
+# Step indices of the second draw of interpolation noise (q below): another unused range of the stream.
+INTERP_STEP_OFFSET = 1 << 30
+
+
+def interpolation_start(x_rows: torch.Tensor, n_interpolations: int) -> torch.Tensor:
+    """Each row's start repeated n_interpolations times: (R, ...) -> (R * n, ...), row-major."""
+    return x_rows[:, None].repeat(1, n_interpolations, *([1] * (x_rows.dim() - 1))).reshape(-1, *x_rows.shape[1:])
+
+
+def interpolation_noise(row_noise: NoiseSampler, n_interpolations: int) -> NoiseSampler:
+    """NCSNv2's interpolation noise: per row two draws p, q mixed as cos(t_k) p + sin(t_k) q with
+    t = linspace(0, pi/2, n), so the n samples of a row follow a path between two Langevin chains.
+    row_noise draws for the R rows (x[::n]); q at step index INTERP_STEP_OFFSET + i."""
+    def sample(i: int, x: torch.Tensor) -> torch.Tensor:
+        rows = x[::n_interpolations]
+        p, q = row_noise(i, rows), row_noise(INTERP_STEP_OFFSET + i, rows)
+        t = torch.linspace(0, np.pi / 2.0, n_interpolations, device=x.device, dtype=x.dtype)
+        shape = (1, n_interpolations) + (1,) * (x.dim() - 1)
+        z = p[:, None] * torch.cos(t).view(shape) + q[:, None] * torch.sin(t).view(shape)
+        return z.reshape(x.shape)
+    return sample
+
+
 class Trajectory:
     """Callback keeping a host copy of x after every `every`-th update (and after denoising)."""
 
