@@ -82,6 +82,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     _add_checkpoint_args(p)
 
+    p = sub.add_parser("train", help="denoising score matching on a folder of images")
+    p.add_argument("--config", required=True, help="an original NCSN/NCSNv2 config.yml (or one we wrote)")
+    p.add_argument("--data", required=True, help="folder of images (png/jpg, searched recursively)")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, config.yml, trainer state")
+    p.add_argument("--steps", type=_positive_int, help="train until this step (default: the config's n_iters)")
+    p.add_argument("--batch-size", type=_positive_int, help="default: the config's training batch size")
+    p.add_argument("--save-every", type=_positive_int, help="default: the config's snapshot_freq")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--grad-clip", type=_positive_float, help="clip the gradient norm to this value")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("bench", help="time the fused ops and the network forward; writes JSON + markdown")
     p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all"], default="all")
     p.add_argument("--device", default="cpu")
@@ -199,6 +213,42 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from .config import load_config
+    from .data import ImageFolder, batch_at
+    from .training import Trainer
+
+    cfg = load_config(args.config)
+    data = ImageFolder(args.data, cfg.data.image_size, cfg.data.channels)
+    out = Path(args.out)
+    _check_out_dir(out)
+    if not args.resume and (out / "checkpoint.pth").exists():
+        raise NcsnError(f"--out {out} already holds a run: pass --resume to continue it, or another folder")
+    kw = dict(device=args.device, seed=args.seed, amp=args.amp, grad_clip=args.grad_clip)
+    trainer = Trainer.resume(cfg, out, **kw) if args.resume else Trainer(cfg, out, **kw)
+    steps = args.steps or cfg.training.n_iters
+    batch = args.batch_size or cfg.training.batch_size
+    save_every = args.save_every or cfg.training.snapshot_freq
+    t0, start = time.perf_counter(), trainer.step
+    with tqdm(total=steps, initial=trainer.step, desc="train", unit="step", disable=args.quiet) as bar:
+        while trainer.step < steps:
+            loss = trainer.train_step(batch_at(data, trainer.step, batch, args.seed, cfg.data.random_flip))
+            if not torch.isfinite(loss):
+                raise NcsnError(f"loss became {loss.item()} at step {trainer.step}; last saved checkpoint kept "
+                                f"(try --grad-clip or a smaller optim.lr)")
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4g}")
+            if trainer.step % save_every == 0 or trainer.step == steps:
+                trainer.save()
+    rate = (trainer.step - start) / max(time.perf_counter() - t0, 1e-9)
+    print(f"trained {cfg.arch} to step {trainer.step} ({rate:.2f} steps/s) on {len(data)} images -> "
+          f"{out / 'checkpoint.pth'}")
+    return 0
+
+
 def cmd_bench(args) -> int:
     import torch
 
@@ -215,7 +265,8 @@ def cmd_bench(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"sample": cmd_sample, "info": cmd_info, "demo": cmd_demo, "bench": cmd_bench}[args.command]
+    handler = {"sample": cmd_sample, "info": cmd_info, "demo": cmd_demo, "bench": cmd_bench,
+               "train": cmd_train}[args.command]
     try:
         return handler(args)
     except (NcsnError, FloatingPointError) as e:

@@ -1,0 +1,138 @@
+"""Denoising score matching training: Adam and EMA as in the originals, bf16 autocast, gradient clipping,
+checkpoints in the original NCSNv2 list layout with the config beside them, exact resume.
+
+Checkpoint `checkpoint_<step>.pth` (and `checkpoint.pth`, the latest) holds what the original NCSNv2 code
+writes and reads: [model.state_dict() with DataParallel's `module.` prefix, optimizer.state_dict(), epoch,
+step] + [EMA shadow] when model.ema. The trainer's own state (the random generator) goes to
+`trainer_state.pt` beside it, so the list stays loadable by the original code. Writes are atomic.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import torch
+import yaml
+
+from .checkpoints import atomic_torch_save, strip_prefix
+from .config import Config
+from .errors import CheckpointError
+from .images import atomic_write_bytes
+from .losses import dsm_loss
+from .models import build_model
+
+
+class EMAHelper:
+    """Exponential moving average of the parameters: shadow <- (1 - mu) p + mu shadow (NCSNv2's EMAHelper)."""
+
+    def __init__(self, model: torch.nn.Module, mu: float):
+        self.mu = mu
+        self.shadow = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module) -> None:
+        for n, p in model.named_parameters():
+            if n in self.shadow:
+                self.shadow[n].copy_((1.0 - self.mu) * p.detach() + self.mu * self.shadow[n])
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {n: t.detach().cpu().clone() for n, t in self.shadow.items()}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for n, t in self.shadow.items():
+            t.copy_(state[n])
+
+
+def make_optimizer(config: Config, params) -> torch.optim.Optimizer:
+    """Adam with the original runners' settings (beta2 0.999)."""
+    o = config.optim
+    if o.optimizer != "Adam":
+        raise ValueError(f"optimizer {o.optimizer!r} is not supported (the published configs use Adam)")
+    return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay, betas=(o.beta1, 0.999), amsgrad=o.amsgrad,
+                            eps=o.eps)
+
+
+class Trainer:
+    """DSM training of the config's network; call `train_step(x)` with batches of images in [0, 1]."""
+
+    def __init__(self, config: Config, out_dir: str | Path, *, device: str | torch.device = "cpu", seed: int = 0,
+                 amp: bool = False, grad_clip: float | None = None):
+        self.config, self.out_dir = config, Path(out_dir)
+        self.device = torch.device(device)
+        self.amp, self.grad_clip = amp, grad_clip
+        torch.manual_seed(seed)  # the initial weights
+        self.model = build_model(config).to(self.device).train()
+        self.optimizer = make_optimizer(config, self.model.parameters())
+        self.ema = EMAHelper(self.model, config.model.ema_rate) if config.model.ema else None
+        self.sigmas = config.sigmas(torch.float32).to(self.device)
+        self.generator = torch.Generator(self.device).manual_seed(seed + 1)  # labels, noise, dequantisation
+        self.step = 0
+
+    def prepare(self, x: torch.Tensor) -> torch.Tensor:
+        """Dequantisation and data transform as the original runners (NCSN v1 always dequantises)."""
+        x = x.to(self.device, torch.float32)
+        d = self.config.data
+        if d.uniform_dequantization:
+            x = x / 256.0 * 255.0 + torch.rand(x.shape, device=x.device, generator=self.generator) / 256.0
+        if d.gaussian_dequantization:
+            x = x + torch.randn(x.shape, device=x.device, generator=self.generator) * 0.01
+        if d.rescaled:
+            x = 2 * x - 1.0
+        elif d.logit_transform:
+            lam = 1e-6
+            x = lam + (1 - 2 * lam) * x
+            x = torch.log(x) - torch.log1p(-x)
+        return x
+
+    def train_step(self, x: torch.Tensor) -> torch.Tensor:
+        """One optimizer step on batch x; returns the loss (a device tensor: no host sync here)."""
+        x = self.prepare(x)
+        autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
+                    else contextlib.nullcontext())
+        with autocast:
+            loss = dsm_loss(self.model, x, self.sigmas, anneal_power=self.config.training.anneal_power,
+                            generator=self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        self.step += 1
+        return loss.detach()
+
+    def save(self) -> Path:
+        """checkpoint_<step>.pth + checkpoint.pth (original list layout), config.yml, trainer_state.pt."""
+        state = [{f"module.{k}": v.detach().cpu() for k, v in self.model.state_dict().items()},
+                 self.optimizer.state_dict(), 0, self.step]
+        if self.ema is not None:
+            state.append(self.ema.state_dict())
+        path = self.out_dir / f"checkpoint_{self.step}.pth"
+        atomic_torch_save(state, path)
+        atomic_torch_save(state, self.out_dir / "checkpoint.pth")
+        atomic_write_bytes(self.out_dir / "config.yml", yaml.safe_dump(self.config.to_dict(), sort_keys=False).encode())
+        atomic_torch_save({"step": self.step, "generator": self.generator.get_state()},
+                          self.out_dir / "trainer_state.pt")
+        return path
+
+    @classmethod
+    def resume(cls, config: Config, out_dir: str | Path, **kwargs) -> Trainer:
+        """A trainer continuing exactly where the last save in out_dir left off."""
+        out_dir = Path(out_dir)
+        trainer = cls(config, out_dir, **kwargs)
+        ckpt, extra = out_dir / "checkpoint.pth", out_dir / "trainer_state.pt"
+        if not ckpt.is_file() or not extra.is_file():
+            raise CheckpointError(f"nothing to resume in {out_dir}: checkpoint.pth and trainer_state.pt are needed")
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        trainer.model.load_state_dict(strip_prefix(state[0]))
+        trainer.optimizer.load_state_dict(state[1])
+        if trainer.ema is not None:
+            trainer.ema.load_state_dict(state[4])
+        own = torch.load(extra, map_location="cpu", weights_only=True)
+        if own["step"] != state[3]:
+            raise CheckpointError(f"{extra} is from step {own['step']} but {ckpt} from step {state[3]}")
+        trainer.step = state[3]
+        trainer.generator.set_state(own["generator"])
+        return trainer
