@@ -7,6 +7,7 @@ CUDA events around each call, on the CPU with perf_counter. Results go to benchm
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import platform
@@ -149,24 +150,22 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
     return rows
 
 
-def _ncsnv2_cifar10(ngf: int):
-    """The published NCSNv2 CIFAR-10 config (configs/cifar10.yml) at the given ngf."""
-    from .config import config_from_dict
-    return config_from_dict({
-        "data": {"dataset": "CIFAR10", "image_size": 32, "channels": 3},
-        "model": {"ngf": ngf, "num_classes": 232, "sigma_begin": 50, "sigma_end": 0.01, "sigma_dist": "geometric",
-                  "ema": True},
-        "sampling": {"n_steps_each": 5, "step_lr": 6.2e-6, "denoise": True}})
+# The published NCSNv2 configs the benchmarks use (ncsnv2 configs/cifar10.yml and configs/celeba.yml).
+PUBLISHED = {
+    "CIFAR10": dict(image_size=32, num_classes=232, sigma_begin=50, step_lr=6.2e-6),
+    "CELEBA": dict(image_size=64, num_classes=500, sigma_begin=90, step_lr=3.3e-6),
+}
 
 
-def _ncsnv2_celeba(ngf: int):
-    """The published NCSNv2 CelebA 64x64 config (configs/celeba.yml) at the given ngf."""
+def published_ncsnv2(dataset: str, ngf: int):
+    """A published NCSNv2 config at the given ngf (random weights are enough for timing)."""
     from .config import config_from_dict
+    p = PUBLISHED[dataset]
     return config_from_dict({
-        "data": {"dataset": "CELEBA", "image_size": 64, "channels": 3},
-        "model": {"ngf": ngf, "num_classes": 500, "sigma_begin": 90, "sigma_end": 0.01, "sigma_dist": "geometric",
-                  "ema": True},
-        "sampling": {"n_steps_each": 5, "step_lr": 3.3e-6, "denoise": True}})
+        "data": {"dataset": dataset, "image_size": p["image_size"], "channels": 3},
+        "model": {"ngf": ngf, "num_classes": p["num_classes"], "sigma_begin": p["sigma_begin"], "sigma_end": 0.01,
+                  "sigma_dist": "geometric", "ema": True},
+        "sampling": {"n_steps_each": 5, "step_lr": p["step_lr"], "denoise": True}})
 
 
 def bench_forward(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
@@ -185,7 +184,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
     rows = []
     for ngf, batch in cases:
         torch.manual_seed(0)
-        model = build_model(_ncsnv2_cifar10(ngf)).to(device).eval()
+        model = build_model(published_ncsnv2("CIFAR10", ngf)).to(device).eval()
         x = torch.rand(batch, 3, 32, 32, device=device)
         y = torch.randint(0, 232, (batch,), device=device)
         variants = [("eager (reference norms)", "torch", False), ("eager channels_last", "torch", True),
@@ -228,7 +227,8 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
     from .models import build_model
 
     gpu = device.type == "cuda"
-    cifar, celeba = ("CIFAR-10", _ncsnv2_cifar10), ("CelebA 64", _ncsnv2_celeba)
+    cifar = ("CIFAR-10", partial(published_ncsnv2, "CIFAR10"))
+    celeba = ("CelebA 64", partial(published_ncsnv2, "CELEBA"))
     if quick:
         cases, k, repeat = [(cifar, 8, 2)], 2, 1
     elif gpu:
@@ -298,7 +298,7 @@ def anneal_langevin_steps(score, x0, sig, step_lr):
 
 def _fast_steps(model, cfg, device, dtype, x0, ids, k, step_lr):
     from .sampling.api import _fast_runner
-    short = cfg.replace(model=cfg.model.__class__(**{**cfg.model.__dict__, "num_classes": k}))
+    short = cfg.replace(model=dataclasses.replace(cfg.model, num_classes=k))
     runner = _fast_runner(model, short, device, dtype, True, "auto", None, 1, step_lr, False, 0)
     # the ladder of `short` is not the first K levels of cfg, but the cost per step does not depend on sigma
     run = partial(runner, x0, ids, None)

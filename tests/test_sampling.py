@@ -1,5 +1,7 @@
 """Reference sampler: reproduces the original NCSN and NCSNv2 Langevin runs for the same seed."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -152,7 +154,7 @@ def test_sample_api_uses_config_settings_and_is_seeded():
 def test_philox_rng_is_batch_size_independent():
     model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
                                  config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"))
-    cfg = cfg.replace(model=cfg.model.__class__(**{**cfg.model.__dict__, "num_classes": 12}))
+    cfg = cfg.replace(model=dataclasses.replace(cfg.model, num_classes=12))
     model.sigmas = cfg.sigmas(torch.float32)  # a 12-level ladder keeps the test short
     kw = dict(seed=5, n_steps_each=2, progress=False, rng="philox")
     a = sample(model, cfg, 5, batch_size=5, **kw)
