@@ -108,3 +108,20 @@ def test_models_train_with_autograd():
     out.square().sum().backward()
     assert out.shape == (2, 1, 8, 8)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 3, 5), (2, 2, 1, 1), (4, 16, 32, 32)], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_max_pool_5x5_is_bit_identical(shape, channels_last):
+    import torch.nn.functional as F
+
+    from ncsn_fast.models.layers import max_pool_5x5
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+    x.view(-1)[:: 7] = float("inf")
+    x.view(-1)[3:: 11] = -float("inf")
+    x.view(-1)[5:: 13] = float("nan")
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    ours, ref = max_pool_5x5(x), F.max_pool2d(x, 5, 1, 2)
+    assert torch.equal(ours.isnan(), ref.isnan())
+    assert torch.equal(torch.nan_to_num(ours, nan=0.0), torch.nan_to_num(ref, nan=0.0))

@@ -24,6 +24,15 @@ def conv1x1(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, stride=1, padding=0, bias=bias)
 
 
+def max_pool_5x5(x: torch.Tensor) -> torch.Tensor:
+    """5x5 max pooling, stride 1, padding 2 (NCSNv2's CRP). On contiguous CPU tensors it runs as a 1x5 then a
+    5x1 max: the same values bit for bit (max is exact; -inf padding either way) and 1.5-1.8x faster there;
+    channels_last and GPU tensors use the 2-D kernel, which is as fast or faster for them."""
+    if x.device.type == "cpu" and x.is_contiguous():
+        return F.max_pool2d(F.max_pool2d(x, (1, 5), 1, (0, 2)), (5, 1), 1, (2, 0))
+    return F.max_pool2d(x, kernel_size=5, stride=1, padding=2)
+
+
 def mean_pool_2x2(x: torch.Tensor) -> torch.Tensor:
     """Mean of the four stride-2 sub-grids, summed in the original order."""
     return sum([x[:, :, ::2, ::2], x[:, :, 1::2, ::2], x[:, :, ::2, 1::2], x[:, :, 1::2, 1::2]]) / 4.0
@@ -144,7 +153,7 @@ class CRPBlock(nn.Module):
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool == "max":
-            return F.max_pool2d(x, kernel_size=5, stride=1, padding=2)
+            return max_pool_5x5(x)
         return F.avg_pool2d(x, kernel_size=5, stride=1, padding=2)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
