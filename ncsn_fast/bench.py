@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .images import atomic_write_bytes
+from .fileio import atomic_write_bytes
 from .ops.instance_norm_plus import instance_norm_plus_ref
 
 

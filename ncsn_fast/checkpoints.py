@@ -11,9 +11,7 @@ a file that needs code to unpickle is refused and nothing in it runs.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +21,7 @@ import torch
 
 from .config import Config, ConfigError, config_from_dict, load_config, sigma_ladder
 from .errors import CheckpointError
+from .fileio import atomic_write
 from .models import RefineNetScore, build_model
 
 OUR_FORMAT = 1
@@ -240,16 +239,7 @@ def save_checkpoint(path: str | Path, model: RefineNetScore, config: Config, *,
 
 
 def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 __all__ = ["CheckpointInfo", "atomic_torch_save", "check_against_config", "infer_config",

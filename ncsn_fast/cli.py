@@ -129,8 +129,8 @@ def _check_out_dir(out: Path) -> None:
 def cmd_sample(args) -> int:
     import torch
 
+    from .fileio import atomic_write_bytes
     from .images import (
-        atomic_write_bytes,
         inverse_data_transform,
         make_grid,
         save_npz,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from .config import Config
+from .fileio import atomic_write_bytes
 
 
 def inverse_data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
@@ -41,19 +40,6 @@ def make_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2) -> 
         y0, x0 = padding + r * (h + padding), padding + col * (w + padding)
         grid[y0:y0 + h, x0:x0 + w] = img
     return grid
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def png_bytes(image: np.ndarray | Image.Image) -> bytes:

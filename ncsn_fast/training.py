@@ -18,7 +18,7 @@ import yaml
 from .checkpoints import atomic_torch_save, strip_prefix
 from .config import Config
 from .errors import CheckpointError
-from .images import atomic_write_bytes
+from .fileio import atomic_write_bytes
 from .losses import dsm_loss
 from .models import build_model
 
