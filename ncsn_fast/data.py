@@ -63,9 +63,18 @@ def batch_indices(n: int, step: int, batch_size: int, seed: int) -> list[int]:
     return out
 
 
-def batch_at(data: ImageFolder, step: int, batch_size: int, seed: int = 0, random_flip: bool = True) -> torch.Tensor:
-    x = torch.stack([data[i] for i in batch_indices(len(data), step, batch_size, seed)])
+def batch_at(data, step: int, batch_size: int, seed: int = 0, random_flip: bool = True,
+             shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """The global batch of `step` (batch_size images), or rank r's rows of it with shard=(r, world_size):
+    batch_size / world_size images, only those read."""
+    rank, world = shard
+    if batch_size % world:
+        raise NcsnError(f"the batch size {batch_size} does not split evenly over {world} processes")
+    local = batch_size // world
+    rows = slice(rank * local, (rank + 1) * local)
+    x = torch.stack([data[i] for i in batch_indices(len(data), step, batch_size, seed)[rows]])
     if random_flip:
         flip = torch.rand(batch_size, generator=torch.Generator().manual_seed(seed * 1_000_003 + 7 * step + 1)) < 0.5
+        flip = flip[rows]
         x[flip] = x[flip].flip(-1)
     return x

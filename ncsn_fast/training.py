@@ -5,14 +5,23 @@ Checkpoint `checkpoint_<step>.pth` (and `checkpoint.pth`, the latest) holds what
 writes and reads: [model.state_dict() with DataParallel's `module.` prefix, optimizer.state_dict(), epoch,
 step] + [EMA shadow] when model.ema. The trainer's own state (the random generator) goes to
 `trainer_state.pt` beside it, so the list stays loadable by the original code. Writes are atomic.
+
+Multi-process (torchrun + DistributedDataParallel): rank r of W is given its shard of the global batch
+(`data.batch_at(..., shard=(r, W))`). Every random draw (labels, noise, dequantisation) is made for the whole
+global batch from a generator seeded alike on every rank, and each rank keeps its rows; DDP averages the
+gradients of the per-shard mean losses, which is the gradient of the global mean. So W processes train
+the same model as one process with the global batch (up to the rounding of the gradient all-reduce).
+Only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import yaml
 
 from .checkpoints import atomic_torch_save, strip_prefix
@@ -57,26 +66,37 @@ class Trainer:
     """DSM training of the config's network; call `train_step(x)` with batches of images in [0, 1]."""
 
     def __init__(self, config: Config, out_dir: str | Path, *, device: str | torch.device = "cpu", seed: int = 0,
-                 amp: bool = False, grad_clip: float | None = None):
+                 amp: bool = False, grad_clip: float | None = None, distributed: bool = False):
         self.config, self.out_dir = config, Path(out_dir)
         self.device = torch.device(device)
         self.amp, self.grad_clip = amp, grad_clip
-        torch.manual_seed(seed)  # the initial weights
+        self.rank, self.world_size = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        torch.manual_seed(seed)  # the initial weights, alike on every rank
         self.model = build_model(config).to(self.device).train()
+        self.net = self.model  # what the loss calls: the DDP wrapper when distributed
+        if distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.optimizer = make_optimizer(config, self.model.parameters())
         self.ema = EMAHelper(self.model, config.model.ema_rate) if config.model.ema else None
         self.sigmas = config.sigmas(torch.float32).to(self.device)
         self.generator = torch.Generator(self.device).manual_seed(seed + 1)  # labels, noise, dequantisation
         self.step = 0
 
+    def _draw(self, fn, shape: tuple[int, ...], **kwargs) -> torch.Tensor:
+        """fn(global shape) from the shared generator, then this rank's rows (all of them in one process)."""
+        n = shape[0]
+        full = fn((n * self.world_size, *shape[1:]), device=self.device, generator=self.generator, **kwargs)
+        return full[self.rank * n:(self.rank + 1) * n]
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         """Dequantisation and data transform as the original runners (NCSN v1 always dequantises)."""
         x = x.to(self.device, torch.float32)
         d = self.config.data
         if d.uniform_dequantization:
-            x = x / 256.0 * 255.0 + torch.rand(x.shape, device=x.device, generator=self.generator) / 256.0
+            x = x / 256.0 * 255.0 + self._draw(torch.rand, x.shape) / 256.0
         if d.gaussian_dequantization:
-            x = x + torch.randn(x.shape, device=x.device, generator=self.generator) * 0.01
+            x = x + self._draw(torch.randn, x.shape) * 0.01
         if d.rescaled:
             x = 2 * x - 1.0
         elif d.logit_transform:
@@ -86,13 +106,17 @@ class Trainer:
         return x
 
     def train_step(self, x: torch.Tensor) -> torch.Tensor:
-        """One optimizer step on batch x; returns the loss (a device tensor: no host sync here)."""
+        """One optimizer step on batch x (this rank's shard); returns the loss of the global batch (a device
+        tensor: no host sync here)."""
         x = self.prepare(x)
+        # Draw order as in NCSNv2's loss: labels, then noise.
+        labels = self._draw(lambda shape, **kw: torch.randint(0, len(self.sigmas), shape, **kw), (x.shape[0],))
+        noise = self._draw(torch.randn, x.shape)
         autocast = (torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp
                     else contextlib.nullcontext())
         with autocast:
-            loss = dsm_loss(self.model, x, self.sigmas, anneal_power=self.config.training.anneal_power,
-                            generator=self.generator)
+            loss = dsm_loss(self.net, x, self.sigmas, labels=labels, noise=noise,
+                            anneal_power=self.config.training.anneal_power)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.grad_clip is not None:
@@ -101,15 +125,32 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         self.step += 1
-        return loss.detach()
+        loss = loss.detach()
+        if self.world_size > 1:
+            dist.all_reduce(loss)
+            loss /= self.world_size
+        return loss
+
+    def ema_model(self) -> torch.nn.Module:
+        """A copy of the network in eval mode with the EMA weights (the raw ones without EMA)."""
+        model = copy.deepcopy(self.model).eval()
+        if self.ema is not None:
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, t in self.ema.shadow.items():
+                    params[name].copy_(t)
+        return model
 
     def save(self) -> Path:
-        """checkpoint_<step>.pth + checkpoint.pth (original list layout), config.yml, trainer_state.pt."""
+        """checkpoint_<step>.pth + checkpoint.pth (original list layout), config.yml, trainer_state.pt.
+        Rank 0 writes; the other ranks only return the path."""
         state = [{f"module.{k}": v.detach().cpu() for k, v in self.model.state_dict().items()},
                  self.optimizer.state_dict(), 0, self.step]
         if self.ema is not None:
             state.append(self.ema.state_dict())
         path = self.out_dir / f"checkpoint_{self.step}.pth"
+        if self.rank != 0:
+            return path
         atomic_torch_save(state, path)
         atomic_torch_save(state, self.out_dir / "checkpoint.pth")
         atomic_write_bytes(self.out_dir / "config.yml", yaml.safe_dump(self.config.to_dict(), sort_keys=False).encode())

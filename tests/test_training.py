@@ -1,8 +1,13 @@
 """Trainer: a step lowers the loss, resume continues exactly, checkpoints keep the original layout."""
 
 import json
+import os
+import subprocess
+import sys
 
+import pytest
 import torch
+import yaml
 from conftest import fixture_path
 
 from ncsn_fast import load_checkpoint
@@ -121,3 +126,53 @@ def test_train_cli_resume_equals_straight_run(tmp_path):
     for k in a[0]:
         assert torch.equal(a[0][k], b[0][k]), k
     assert main(["train", *common, "--out", str(tmp_path / "c"), "--data", str(tmp_path / "nope")]) == 2
+
+
+def _digits_config_file(tmp_path):
+    raw = {"data": {"dataset": "DIGITS", "image_size": 8, "channels": 1, "random_flip": True},
+           "model": {"ngf": 4, "num_classes": 6, "sigma_begin": 1.0, "sigma_end": 0.05, "ema": True,
+                     "ema_rate": 0.9, "sigma_dist": "geometric"},
+           "training": {"batch_size": 8, "n_iters": 3, "snapshot_freq": 3},
+           "optim": {"lr": 1e-3}}
+    path = tmp_path / "digits.yml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _train_cli(tmp_path, out, launcher):
+    cmd = [*launcher, "ncsn_fast.cli", "train", "--config", str(_digits_config_file(tmp_path)), "--data", "digits",
+           "--out", str(tmp_path / out), "--steps", "3", "--log-every", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    state = torch.load(tmp_path / out / "checkpoint.pth", weights_only=True)
+    losses = [float(line.split(",")[1]) for line in (tmp_path / out / "train_log.csv").read_text().splitlines()[1:]]
+    return state, losses
+
+
+def test_two_process_torchrun_matches_one_process(tmp_path):
+    """torchrun, 2 CPU processes (gloo), 4 images each, against one process with the global batch of 8:
+    the same loss sequence and the same weights, up to the rounding of the gradient all-reduce."""
+    one, one_losses = _train_cli(tmp_path, "one", [sys.executable, "-m"])
+    two, two_losses = _train_cli(tmp_path, "two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                                   "--nproc_per_node", "2", "-m"])
+    assert len(one_losses) == 3
+    assert two_losses == pytest.approx(one_losses, rel=1e-5)
+    assert one[3] == two[3] == 3  # step
+    for part in (0, 4):  # weights and EMA shadow
+        assert one[part].keys() == two[part].keys()
+        for k in one[part]:
+            torch.testing.assert_close(two[part][k], one[part][k], rtol=1e-4, atol=1e-6, msg=k)
+
+
+def test_batch_shards_make_up_the_global_batch():
+    from ncsn_fast.data import batch_at
+    from ncsn_fast.digits import DigitsDataset
+
+    data = DigitsDataset(8)
+    for step in (0, 5, 200):  # 200 * 12 > 1347: crosses an epoch boundary
+        whole = batch_at(data, step, 12, seed=3)
+        parts = [batch_at(data, step, 12, seed=3, shard=(r, 3)) for r in range(3)]
+        assert torch.equal(torch.cat(parts), whole)
+    with pytest.raises(Exception, match="does not split evenly"):
+        batch_at(data, 0, 10, shard=(0, 3))
