@@ -1,4 +1,4 @@
-"""The `ncsn-fast` command: sample | info | demo.
+"""The `ncsn-fast` command: sample | generate | info | train | bench | demo.
 
 Bad input ends with one line `ncsn-fast: error: ...` on stderr and exit status 2; outputs are
 written only once everything has succeeded, each file atomically, so a failed run leaves nothing.
@@ -7,6 +7,7 @@ written only once everything has succeeded, each file atomically, so a failed ru
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -78,6 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="fused-op backend on the fast path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
+    p = sub.add_parser("generate", help="many samples (e.g. 50k for FID): PNG files and/or one .npz, sharded, "
+                       "resumable, multi-process under torchrun")
+    p.add_argument("--checkpoint", required=True, help="checkpoint.pth of the original code, or ours")
+    _add_checkpoint_args(p)
+    p.add_argument("-n", type=_positive_int, required=True, help="number of images")
+    p.add_argument("--out", required=True, help="output folder (manifest.json, images/, samples.npz, grid.png)")
+    p.add_argument("--format", choices=["png", "npz", "both"], default="both",
+                   help="a PNG per image, one .npz (uint8 NHWC), or both (default)")
+    p.add_argument("--batch-size", default=None, metavar="N|auto",
+                   help="samples per batch (does not change the images); 'auto': the largest that fits on the "
+                   "GPU; default: the config's sampling batch size")
+    p.add_argument("--shard-size", type=_positive_int, default=1000,
+                   help="images per shard, the unit of work and of resumption (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-steps-each", type=_positive_int, help="Langevin steps per noise level")
+    p.add_argument("--step-lr", type=_positive_float, help="step size epsilon")
+    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
+                   help="final denoising step (default: the config's)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="network precision (the Langevin state stays float32)")
+    p.add_argument("--backend", default="auto", choices=["auto", "cuda", "triton", "cpu", "torch"],
+                   help="fused-op backend")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun each process takes its "
+                   "LOCAL_RANK's GPU)")
+    p.add_argument("--writer-threads", type=_positive_int, default=2, help="background PNG/npz writers")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
     p = sub.add_parser("info", help="architecture, parameters, noise ladder and sampling settings")
     p.add_argument("checkpoint")
     _add_checkpoint_args(p)
@@ -123,12 +153,21 @@ def _load(args):
                            sigma_end=args.sigma_end, return_info=True)
 
 
-def _check_out_dir(out: Path) -> None:
+def _check_out_dir(out: Path, create: bool = False) -> None:
+    """Fail early on an output folder that cannot be written; with create, make it and try a file in it."""
     if out.exists() and not out.is_dir():
         raise NcsnError(f"--out {out} exists and is not a folder")
     parent = next((p for p in [out, *out.parents] if p.exists()), None)
     if parent is None or not os.access(parent, os.W_OK | os.X_OK):
         raise NcsnError(f"--out {out}: no permission to write in {parent}")
+    if create:
+        import tempfile
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=out):
+                pass
+        except OSError as e:
+            raise NcsnError(f"--out {out}: cannot write there ({e.strerror or e})") from None
 
 
 def cmd_sample(args) -> int:
@@ -165,6 +204,102 @@ def cmd_sample(args) -> int:
     path = "reference path" if args.reference else f"fast path, {args.dtype}"
     print(f"{args.n} samples of {cfg.arch} ({info.config_source}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})")
+    return 0
+
+
+def _batch_size_arg(text: str | None) -> int | str | None:
+    if text is None or text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError as e:
+        raise NcsnError(f"--batch-size: {e} or 'auto'") from None
+
+
+def cmd_generate(args) -> int:
+    import dataclasses
+    from datetime import timedelta
+
+    import torch
+
+    from . import generate as gen
+    from .sampling import FastSampler
+
+    if args.resume and args.overwrite:
+        raise NcsnError("--resume and --overwrite exclude each other")
+    batch_arg = _batch_size_arg(args.batch_size)
+    out = Path(args.out)
+    _check_out_dir(out, create=int(os.environ.get("RANK", "0")) == 0)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:  # only small control messages cross processes: gloo, also next to GPUs
+        import torch.distributed as dist
+        if not dist.is_initialized():
+            dist.init_process_group("gloo", timeout=timedelta(days=7))
+    rank, world, device = _distributed_setup(args.device)
+    error = None
+    try:
+        model, cfg, info = _load(args)
+        s = cfg.sampling
+        settings = gen.Settings(
+            checkpoint_sha256=gen.file_sha256(args.checkpoint), config=cfg.to_dict(), ema=info.ema_applied,
+            n=args.n, seed=args.seed, n_steps_each=args.n_steps_each or s.n_steps_each,
+            step_lr=args.step_lr if args.step_lr is not None else s.step_lr,
+            denoise=s.denoise if args.denoise is None else args.denoise, dtype=args.dtype, format=args.format,
+            shard_size=args.shard_size)
+        if rank == 0:
+            manifest = gen.prepare_output(out, settings, resume=args.resume, overwrite=args.overwrite)
+            gen.remove_stale_temps(out)
+            if not manifest.get("complete"):
+                gen.write_manifest(out, manifest)
+    except NcsnError as e:
+        error = e
+    if world > 1:  # every process stops with process 0's error, or goes on with its settings
+        import torch.distributed as dist
+        box = [str(error) if error else None]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] and error is None:
+            error = NcsnError(box[0])
+    if error is not None:
+        raise error
+    if rank == 0 and manifest.get("complete"):
+        print(f"{out} already holds all {args.n} images (manifest.json: complete); nothing to do")
+        return 0
+
+    def make_sampler(**over):
+        kw = dict(seed=settings.seed, n_steps_each=settings.n_steps_each, step_lr=settings.step_lr,
+                  denoise=settings.denoise, device=device, dtype=getattr(torch, args.dtype), backend=args.backend)
+        return FastSampler(model, cfg, **{**kw, **over})
+
+    model = model.to(device)
+    cap = min(4096, math.ceil(args.n / world))
+    batch_size = (gen.auto_batch_size(make_sampler, cfg, device, cap) if batch_arg == "auto"
+                  else min(batch_arg or s.batch_size, cap))
+    timing = gen.generate(make_sampler(), cfg, out, settings, batch_size=batch_size, rank=rank, world_size=world,
+                          progress=not args.quiet, writer_threads=args.writer_threads)
+    per_rank = [dataclasses.asdict(timing)]
+    if world > 1:
+        import torch.distributed as dist
+        per_rank = [None] * world
+        dist.all_gather_object(per_rank, dataclasses.asdict(timing))
+    if rank == 0:
+        wall = max(t["seconds"] for t in per_rank)
+        made = sum(t["images"] for t in per_rank)
+        waited = sum(t["waiting_on_writer_seconds"] for t in per_rank) / world
+        summary = {"seconds": round(wall, 3), "images_this_run": made,
+                   "images_per_second": round(made / max(wall, 1e-9), 3),
+                   "waiting_on_writer_share": round(waited / max(wall, 1e-9), 5),
+                   "batch_size": batch_size, "processes": world, "device": str(device),
+                   "per_process": per_rank, **gen.environment()}
+        gen.finish(out, cfg, settings, manifest, summary)
+        outputs = [name for name, on in (("images/", args.format != "npz"), ("samples.npz", args.format != "png"),
+                                         ("grid.png", True)) if on]
+        print(f"{args.n} images of {cfg.arch} ({made} made now) in {wall:.1f} s, {made / max(wall, 1e-9):.1f} img/s, "
+              f"batch {batch_size} x {world} process{'es' if world > 1 else ''}; device waited on writing "
+              f"{100 * waited / max(wall, 1e-9):.2f} % of the time -> {out}/ ({', '.join(outputs)})")
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
     return 0
 
 
@@ -343,7 +478,7 @@ def cmd_bench(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"sample": cmd_sample, "info": cmd_info, "demo": cmd_demo, "bench": cmd_bench,
-               "train": cmd_train}[args.command]
+               "train": cmd_train, "generate": cmd_generate}[args.command]
     try:
         return handler(args)
     except (NcsnError, FloatingPointError) as e:

@@ -161,3 +161,14 @@ def test_sample_on_gpu_matches_cpu_reference(dtype):
     fast = sample(model.to(DEV), cfg, 6, seed=3, batch_size=4, n_steps_each=2, progress=False, dtype=dtype)
     tol = 1e-4 if dtype == torch.float32 else 2 ** -7  # fp32: conv rounding on another device; bf16: 8 bits
     assert torch.isfinite(fast).all() and (fast - ref).abs().max() <= tol * ref.abs().max()
+
+
+def test_gpu_samples_do_not_depend_on_the_batch_size():
+    """What `ncsn-fast generate` promises on a GPU: sample i is the same whatever the batch (and graph) size."""
+    from ncsn_fast.sampling import sample
+    model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
+                                 config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"))
+    model = model.to(DEV)
+    a = sample(model, cfg, 10, seed=4, batch_size=10, n_steps_each=1, progress=False)
+    b = sample(model, cfg, 10, seed=4, batch_size=3, n_steps_each=1, progress=False)
+    assert torch.equal(a, b), (a - b).abs().max().item()

@@ -1,6 +1,6 @@
 """Annealed Langevin samplers: pure functions of any `score(x, level)`; the reference and the fast path."""
 
-from .api import model_score, sample
+from .api import FastSampler, model_score, sample
 from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
 from .langevin import (
     LangevinStats,
@@ -17,7 +17,7 @@ from .langevin import (
 )
 
 __all__ = [
-    "GraphedLangevin", "LangevinStats", "Trajectory", "anneal_langevin", "anneal_langevin_fused",
+    "FastSampler", "GraphedLangevin", "LangevinStats", "Trajectory", "anneal_langevin", "anneal_langevin_fused",
     "anneal_langevin_v1", "anneal_langevin_v2", "impose_known", "inpainting_constraint", "interpolation_noise",
     "interpolation_start", "langevin_schedule",
     "model_raw_score", "model_score", "sample", "torch_noise",

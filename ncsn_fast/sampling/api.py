@@ -32,6 +32,48 @@ def data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
     return x
 
 
+class FastSampler:
+    """The fast path for one model and one set of settings: sampler(ids) -> the samples with these global
+    indices, in model space on the device. Built once (a channels_last copy of the model in `dtype`, fused
+    norms, CUDA graphs per batch size on a GPU) and called batch after batch.
+
+    Sample i is a pure function of (model, settings, seed, i): x0 and every noise draw come from the
+    counter-based stream keyed by (seed, i, step), and the network's per-sample arithmetic does not depend on
+    the rest of the batch. One exception had to be closed: the CPU convolution kernels take another path for
+    a batch of one (results differ in the last bits), so a lone sample is evaluated as a batch of two.
+    """
+
+    def __init__(self, model: torch.nn.Module, config: Config, *, seed: int = 0, n_steps_each: int | None = None,
+                 step_lr: float | None = None, denoise: bool | None = None,
+                 device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
+                 channels_last: bool = True, backend: str = "auto", graph: bool | None = None):
+        s = config.sampling
+        self.config, self.seed = config, seed
+        self.n_steps_each = n_steps_each or s.n_steps_each
+        self.step_lr = step_lr if step_lr is not None else s.step_lr
+        self.denoise = s.denoise if denoise is None else denoise
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.evals = len(config.sampling_sigmas()) * self.n_steps_each + int(self.denoise)  # per batch
+        self._run = _fast_runner(model, config, self.device, dtype, channels_last, backend, graph,
+                                 self.n_steps_each, self.step_lr, self.denoise, seed)
+
+    def initial_state(self, ids: torch.Tensor) -> torch.Tensor:
+        x0 = philox_uniform_ref(self.seed, INIT_STEP, ids.cpu(), math.prod(self.config.image_shape))
+        return data_transform(x0.view(len(ids), *self.config.image_shape), self.config).to(self.device)
+
+    @torch.no_grad()
+    def __call__(self, ids: torch.Tensor, progress: Callable[[int], object] | None = None) -> torch.Tensor:
+        ids = torch.as_tensor(ids, dtype=torch.long).cpu()
+        m = len(ids)
+        run_ids = ids.repeat(2) if m == 1 else ids  # see the class docstring
+        x = self._run(self.initial_state(run_ids), run_ids, progress or (lambda k: None))[:m]
+        if not torch.isfinite(x).all():
+            raise FloatingPointError(
+                f"samples {int(ids[0])}..{int(ids[-1])} contain NaN or inf after Langevin dynamics "
+                f"(step_lr {self.step_lr} may be too large for this model)")
+        return x
+
+
 @torch.no_grad()
 def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *, seed: int = 0,
            batch_size: int | None = None, n_steps_each: int | None = None, step_lr: float | None = None,
@@ -66,27 +108,28 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     generator = torch.Generator(device="cpu").manual_seed(seed)
     n_batches = math.ceil(n / batch_size)
     evals = n_batches * (len(sigmas) * n_steps_each + int(denoise))
-    run_batch = _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr,
-                             denoise, seed) if method == "fast" else None
+    fast = FastSampler(model, config, seed=seed, n_steps_each=n_steps_each, step_lr=step_lr, denoise=denoise,
+                       device=device, dtype=dtype, channels_last=channels_last, backend=backend,
+                       graph=graph) if method == "fast" else None
     outs = []
     with tqdm(total=evals, desc="annealed Langevin", unit="eval", disable=not progress, leave=False) as bar:
         for b in range(n_batches):
             m = min(batch_size, n - b * batch_size)
             ids = torch.arange(first_index + b * batch_size, first_index + b * batch_size + m)
+            if fast is not None:
+                outs.append(fast(ids, bar.update).float().cpu())
+                continue
             if rng == "torch":
                 x0 = torch.rand(m, *config.image_shape, generator=generator)
             else:
                 x0 = philox_uniform_ref(seed, INIT_STEP, ids, math.prod(config.image_shape))
                 x0 = x0.view(m, *config.image_shape)
             x0 = data_transform(x0, config).to(device)
-            if run_batch is not None:
-                x = run_batch(x0, ids, bar.update)
-            else:
-                noise = _cpu_noise(generator, device) if rng == "torch" else philox_noise(seed, ids.to(device))
-                # NCSN v1 draws the noise before the score call, NCSNv2 after it.
-                x = anneal_langevin(model_score(model), x0, sigmas, n_steps_each=n_steps_each, step_lr=step_lr,
-                                    noise_first=config.family == "ncsn", denoise=denoise, noise=noise,
-                                    progress=bar.update)
+            noise = _cpu_noise(generator, device) if rng == "torch" else philox_noise(seed, ids.to(device))
+            # NCSN v1 draws the noise before the score call, NCSNv2 after it.
+            x = anneal_langevin(model_score(model), x0, sigmas, n_steps_each=n_steps_each, step_lr=step_lr,
+                                noise_first=config.family == "ncsn", denoise=denoise, noise=noise,
+                                progress=bar.update)
             if not torch.isfinite(x).all():
                 raise FloatingPointError(
                     f"batch {b}: samples contain NaN or inf after Langevin dynamics "

@@ -1,0 +1,326 @@
+"""Many samples from one checkpoint: sharded, resumable, multi-process, written in the background.
+
+Sample i is a pure function of (checkpoint, settings, seed, i) (see `sampling.FastSampler`), so the images
+do not depend on the batch size, on the number of processes or on restarts. Indices 0..n-1 are cut into
+shards of `shard_size`; process r of W takes shards r, r+W, ...; a finished shard is recorded by an atomic
+`shards/shard_<k>.npz` (its uint8 images), written after its PNGs. A restart redoes only unrecorded shards
+(a PNG of an unfinished shard is rewritten atomically with the same bytes), so a run killed at any moment
+and resumed ends with exactly n images, equal to an uninterrupted run. No process waits on another until
+the end, when process 0 joins the records into `samples.npz` (streamed, memory stays flat), draws the grid,
+completes `manifest.json` and removes the records.
+
+Output folder:
+    manifest.json            settings, seed, checkpoint hash, versions, status, timing
+    images/00/000000.png     one PNG per image, folders of 10,000 (format png or both)
+    samples.npz              arr_0: uint8 (n, H, W, C), as FID tools read it (format npz or both)
+    grid.png                 the first (up to) 64 images
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+import time
+import zipfile
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .config import Config
+from .errors import NcsnError
+from .fileio import atomic_write, atomic_write_bytes
+from .images import inverse_data_transform, make_grid, png_bytes, to_uint8_nhwc
+
+FORMATS = ("png", "npz", "both")
+PER_FOLDER = 10_000
+MANIFEST = "manifest.json"
+OURS = (MANIFEST, "images", "shards", "samples.npz", "grid.png")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides the images (and their files); a resumed run must match it exactly."""
+    checkpoint_sha256: str
+    config: dict
+    ema: bool
+    n: int
+    seed: int
+    n_steps_each: int
+    step_lr: float
+    denoise: bool
+    dtype: str
+    format: str
+    shard_size: int
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Timing:
+    seconds: float = 0.0
+    sampling_seconds: float = 0.0  # the device computing
+    waiting_on_writer_seconds: float = 0.0  # the device idle because the writer queue was full
+    final_flush_seconds: float = 0.0  # after the last batch, waiting for the last files
+    images: int = 0  # made by this process in this run
+    extra: dict = field(default_factory=dict)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def png_path(out: Path, i: int, n: int) -> Path:
+    width = max(6, len(str(n - 1)))
+    return out / "images" / f"{i // PER_FOLDER:02d}" / f"{i:0{width}d}.png"
+
+
+def shard_path(out: Path, k: int) -> Path:
+    return out / "shards" / f"shard_{k:06d}.npz"
+
+
+def shard_range(k: int, n: int, shard_size: int) -> range:
+    return range(k * shard_size, min((k + 1) * shard_size, n))
+
+
+def versions() -> dict:
+    from . import __version__
+    v = {"ncsn_fast": __version__, "torch": torch.__version__, "numpy": np.__version__,
+         "python": platform.python_version()}
+    if torch.cuda.is_available():
+        v["cuda"] = torch.version.cuda
+        v["gpu"] = torch.cuda.get_device_name()
+    return v
+
+
+def prepare_output(out: Path, settings: Settings, *, resume: bool, overwrite: bool) -> dict:
+    """Check (and on overwrite, clear) the output folder; return the manifest to start from."""
+    manifest_file = out / MANIFEST
+    if out.exists() and not out.is_dir():
+        raise NcsnError(f"--out {out} exists and is not a folder")
+    if manifest_file.exists():
+        try:
+            old = json.loads(manifest_file.read_text())
+        except (OSError, ValueError) as e:
+            raise NcsnError(f"{manifest_file} is unreadable ({e}); pass --overwrite to start again") from None
+        if overwrite:
+            for name in OURS:
+                target = out / name
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+        elif not resume:
+            done = "complete" if old.get("complete") else "unfinished"
+            raise NcsnError(f"--out {out} already holds a generation run ({done}): pass --resume to continue it "
+                            f"or --overwrite to start again")
+        else:
+            diff = [k for k, v in settings.to_dict().items() if old.get("settings", {}).get(k) != v]
+            if diff:
+                raise NcsnError(f"--out {out} holds a run made with other settings ({', '.join(diff)} differ): "
+                                f"--resume needs the same ones; pass --overwrite to start again")
+            return old
+    elif out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise NcsnError(f"--out {out} is not empty and holds no generation run; choose an empty folder")
+    return {"settings": settings.to_dict(), "complete": False}
+
+
+def remove_stale_temps(out: Path) -> None:
+    """Temp files of writes a killed run left half done (the atomic writes' `.name.*.tmp`)."""
+    for sub in ("images", "shards", ""):
+        folder = out / sub if sub else out
+        if folder.is_dir():
+            for tmp in folder.rglob(".*.tmp") if sub else folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+class Writer:
+    """PNG encoding and writing on background threads, with a bounded queue so memory stays flat; the time
+    the caller spends blocked on a full queue is counted (the device idle because of the disk)."""
+
+    def __init__(self, threads: int = 2, max_pending: int = 8):
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="ncsn-writer")
+        self.pending: deque[Future] = deque()
+        self.max_pending = max_pending
+        self.waited = 0.0
+
+    def submit(self, fn, *args) -> Future:
+        while len(self.pending) >= self.max_pending:
+            t0 = time.perf_counter()
+            self.pending.popleft().result()
+            self.waited += time.perf_counter() - t0
+        fut = self.pool.submit(fn, *args)
+        self.pending.append(fut)
+        return fut
+
+    def flush(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def close(self) -> None:
+        self.flush()
+        self.pool.shutdown()
+
+
+def _write_pngs(out: Path, ids: range, images: np.ndarray, n: int) -> None:
+    for i, img in zip(ids, images):
+        atomic_write_bytes(png_path(out, i, n), png_bytes(img))
+
+
+def _write_shard(path: Path, ids: range, images: np.ndarray, png_futures: list[Future]) -> None:
+    for f in png_futures:  # the record comes after the shard's PNGs are on disk
+        f.result()
+    atomic_write(path, lambda f: np.savez(f, images=images, first=np.int64(ids.start)))
+
+
+def write_npz_streaming(path: Path, out: Path, n_shards: int, n: int, image_shape: tuple[int, int, int]) -> None:
+    """samples.npz with arr_0 = uint8 (n, H, W, C), written shard by shard (never all in memory)."""
+    c, h, w = image_shape
+    header = {"descr": "|u1", "fortran_order": False, "shape": (n, h, w, c)}
+
+    def write(f):
+        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            with zf.open("arr_0.npy", "w", force_zip64=True) as entry:
+                np.lib.format.write_array_header_1_0(entry, header)
+                for k in range(n_shards):
+                    with np.load(shard_path(out, k)) as z:
+                        entry.write(np.ascontiguousarray(z["images"]).tobytes())
+    atomic_write(path, write)
+
+
+def recorded_shards(out: Path) -> set[int]:
+    folder = out / "shards"
+    if not folder.is_dir():
+        return set()
+    return {int(p.stem.split("_")[1]) for p in folder.glob("shard_*.npz")}
+
+
+def auto_batch_size(sampler_factory, config: Config, device: torch.device, cap: int) -> int:
+    """The largest power-of-two batch (≤ cap) whose fused Langevin step fits in GPU memory; on the CPU the
+    config's sampling batch size (memory is not what limits it there)."""
+    if device.type != "cuda":
+        return max(1, min(cap, config.sampling.batch_size))
+    best, b = 0, 1
+    probe = sampler_factory(n_steps_each=1)
+    while b <= cap:
+        try:
+            torch.cuda.empty_cache()
+            probe._run(probe.initial_state(torch.arange(b)), torch.arange(b), lambda k: None)
+            torch.cuda.synchronize(device)
+            best, b = b, b * 2
+        except torch.cuda.OutOfMemoryError:
+            break
+    del probe
+    torch.cuda.empty_cache()
+    if best == 0:
+        raise NcsnError("--batch-size auto: not even one sample fits in GPU memory")
+    return best
+
+
+def generate(sampler, config: Config, out: Path, settings: Settings, *, batch_size: int, rank: int = 0,
+             world_size: int = 1, progress: bool = True, writer_threads: int = 2) -> Timing:
+    """This process's shards of the run in `out` (already prepared by `prepare_output` on rank 0)."""
+    from tqdm.auto import tqdm
+
+    n, shard_size = settings.n, settings.shard_size
+    n_shards = math.ceil(n / shard_size)
+    want_png = settings.format in ("png", "both")
+    done = recorded_shards(out)
+    mine = [k for k in range(rank, n_shards, world_size) if k not in done]
+    timing = Timing()
+    writer = Writer(writer_threads)
+    t_start = time.perf_counter()
+    show = progress and rank == 0
+    made: dict[int, int] = {}  # this run's images per shard of this process
+
+    def total_done() -> int:  # every process's recorded shards + this one's shards in progress
+        rec = recorded_shards(out)
+        return (sum(len(shard_range(j, n, shard_size)) for j in rec)
+                + sum(v for k, v in made.items() if k not in rec))
+
+    bar = tqdm(total=n, initial=total_done(), desc="generate", unit="img", disable=not show, smoothing=0.05)
+    last_poll = time.perf_counter()
+    try:
+        for k in mine:
+            ids = shard_range(k, n, shard_size)
+            shard_images, png_futures = [], []
+            for start in range(ids.start, ids.stop, batch_size):
+                batch = range(start, min(start + batch_size, ids.stop))
+                t0 = time.perf_counter()
+                x = sampler(torch.arange(batch.start, batch.stop))
+                images = to_uint8_nhwc(inverse_data_transform(x, config))  # waits for the device
+                timing.sampling_seconds += time.perf_counter() - t0
+                shard_images.append(images)
+                if want_png:
+                    png_futures.append(writer.submit(_write_pngs, out, batch, images, n))
+                timing.images += len(batch)
+                made[k] = made.get(k, 0) + len(batch)
+                bar.update(len(batch))
+                if show and world_size > 1 and time.perf_counter() - last_poll > 2.0:
+                    last_poll = time.perf_counter()  # the other processes' finished shards count too
+                    bar.n = total_done()
+                    bar.refresh()
+            writer.submit(_write_shard, shard_path(out, k), ids, np.concatenate(shard_images), png_futures)
+        t0 = time.perf_counter()
+        writer.flush()
+        timing.final_flush_seconds = time.perf_counter() - t0
+    finally:
+        writer.close()
+        timing.waiting_on_writer_seconds = writer.waited
+    if show and world_size > 1:  # process 0 shows the others' progress until all shards are recorded
+        while len(recorded_shards(out)) < n_shards:
+            bar.n = total_done()
+            bar.refresh()
+            time.sleep(0.5)
+        bar.n = n
+        bar.refresh()
+    bar.close()
+    timing.seconds = time.perf_counter() - t_start
+    return timing
+
+
+def finish(out: Path, config: Config, settings: Settings, manifest: dict, timing: dict) -> None:
+    """Process 0, once every shard is recorded: samples.npz, grid.png, the completed manifest."""
+    n, shard_size = settings.n, settings.shard_size
+    n_shards = math.ceil(n / shard_size)
+    missing = set(range(n_shards)) - recorded_shards(out)
+    if missing:
+        raise NcsnError(f"{len(missing)} shards of {out} are not recorded (first: {min(missing)}); run again "
+                        f"with --resume")
+    if settings.format in ("npz", "both"):
+        write_npz_streaming(out / "samples.npz", out, n_shards, n, config.image_shape)
+    grid = []
+    for k in range(n_shards):
+        with np.load(shard_path(out, k)) as z:
+            grid.append(z["images"][: 64 - sum(len(g) for g in grid)])
+        if sum(len(g) for g in grid) >= 64:
+            break
+    atomic_write_bytes(out / "grid.png", png_bytes(make_grid(np.concatenate(grid))))
+    manifest.update(complete=True, timing=timing)
+    write_manifest(out, manifest)
+    shutil.rmtree(out / "shards", ignore_errors=True)
+
+
+def write_manifest(out: Path, manifest: dict) -> None:
+    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
+
+
+def environment() -> dict:
+    return {"versions": versions(), "command": command_line(), "host_cpus": os.cpu_count()}
