@@ -58,12 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ncsn-fast", description="Train and sample Noise Conditional Score Networks.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    p = sub.add_parser("sample", help="draw samples from a checkpoint: a PNG grid and an .npz")
-    p.add_argument("--checkpoint", required=True, help="checkpoint.pth of the original code, or ours")
+    p = sub.add_parser("sample", help="draw samples from a checkpoint (default: the built-in digits model): "
+                       "a PNG grid and an .npz")
+    p.add_argument("--checkpoint", help="checkpoint.pth of the original code, or ours (default: the built-in "
+                   "digits model, whose samples are then scored by a digit classifier)")
     _add_checkpoint_args(p)
     p.add_argument("-n", type=_positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", required=True, help="output folder (samples.png, samples.npz, config.yml)")
+    p.add_argument("--out", default="samples", help="output folder (samples.png, samples.npz, config.yml; "
+                   "default ./samples)")
     p.add_argument("--batch-size", type=_positive_int, help="default: the config's sampling batch size")
     p.add_argument("--n-steps-each", type=_positive_int, help="Langevin steps per noise level")
     p.add_argument("--step-lr", type=_positive_float, help="step size epsilon")
@@ -81,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="many samples (e.g. 50k for FID): PNG files and/or one .npz, sharded, "
                        "resumable, multi-process under torchrun")
-    p.add_argument("--checkpoint", required=True, help="checkpoint.pth of the original code, or ours")
+    p.add_argument("--checkpoint", help="checkpoint.pth of the original code, or ours (default: the built-in "
+                   "digits model)")
     _add_checkpoint_args(p)
     p.add_argument("-n", type=_positive_int, required=True, help="number of images")
     p.add_argument("--out", required=True, help="output folder (manifest.json, images/, samples.npz, grid.png)")
@@ -148,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args):
     from .checkpoints import load_checkpoint
+    if args.checkpoint is None:
+        from .digits import builtin_checkpoint
+        args.checkpoint = str(builtin_checkpoint())
     return load_checkpoint(args.checkpoint, config=args.config, ema=not args.no_ema,
                            image_size=args.image_size, sigma_begin=args.sigma_begin,
                            sigma_end=args.sigma_end, return_info=True)
@@ -189,6 +196,7 @@ def cmd_sample(args) -> int:
         device = torch.device(args.device)
     except RuntimeError:
         raise NcsnError(f"--device {args.device!r} is not a device torch knows") from None
+    builtin = args.checkpoint is None
     model, cfg, info = _load(args)
     model = model.to(device)
     t0 = time.perf_counter()
@@ -202,8 +210,12 @@ def cmd_sample(args) -> int:
     save_png(out / "samples.png", make_grid(images))
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
     path = "reference path" if args.reference else f"fast path, {args.dtype}"
-    print(f"{args.n} samples of {cfg.arch} ({info.config_source}, {path}) in {seconds:.1f} s -> "
+    what = "the built-in digits model" if builtin else info.config_source
+    print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})")
+    if builtin:
+        from .quality import describe, score_digits
+        print(describe(score_digits(torch.from_numpy(images))))
     return 0
 
 

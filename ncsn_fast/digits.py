@@ -53,3 +53,8 @@ class DigitsDataset:
 
 def digits_config_path():
     return _asset("digits.yml")
+
+
+def builtin_checkpoint():
+    """The built-in digits model (our checkpoint format: config embedded, EMA weights)."""
+    return _asset("digits_ncsnv2.pth")
