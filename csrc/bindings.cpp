@@ -50,6 +50,11 @@ PYBIND11_MODULE(_C, m) {
                                  ptr<const float>(gamma), ptr<const float>(alpha), ptr<const float>(beta), param_stride,
                                  apply_elu, ptr<float>(mu), ptr<float>(rstd));
   });
+  m.def("pool5x5_cpu", [](uintptr_t x, uintptr_t out, int dtype, bool is_max, int64_t n, int64_t channels,
+                          int64_t height, int64_t width, bool channels_last) {
+    py::gil_scoped_release nogil;
+    ncsn::pool5x5_cpu(ptr<const void>(x), ptr<void>(out), dtype, is_max, n, channels, height, width, channels_last);
+  });
 
 #ifdef NCSN_WITH_CUDA
   m.def("has_cuda", []() { return true; });
@@ -76,6 +81,12 @@ PYBIND11_MODULE(_C, m) {
                                         ptr<const float>(gamma), ptr<const float>(alpha), ptr<const float>(beta),
                                         param_stride, apply_elu, ptr<float>(work), stream),
           "instance_norm_plus_cuda");
+  });
+  m.def("pool5x5_cuda", [](uintptr_t x, uintptr_t out, int dtype, bool is_max, int64_t n, int64_t channels,
+                           int64_t height, int64_t width, bool channels_last, uintptr_t stream) {
+    check(ncsn::pool5x5_cuda(ptr<const void>(x), ptr<void>(out), dtype, is_max, n, channels, height, width,
+                             channels_last, stream),
+          "pool5x5_cuda");
   });
 #else
   m.def("has_cuda", []() { return false; });

@@ -23,4 +23,8 @@ int instance_norm_plus_cuda(const void* x, void* out, int dtype, int64_t n, int6
                             bool channels_last, const float* gamma, const float* alpha, const float* beta,
                             int64_t param_stride, bool apply_elu, float* work, uintptr_t stream);
 
+// out = 5x5 stride-1 pad-2 max (is_max) or average (/25) pooling of x, NCHW or NHWC.
+int pool5x5_cuda(const void* x, void* out, int dtype, bool is_max, int64_t n, int64_t channels, int64_t height,
+                 int64_t width, bool channels_last, uintptr_t stream);
+
 }  // namespace ncsn

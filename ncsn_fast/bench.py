@@ -171,7 +171,7 @@ def published_ncsnv2(dataset: str, ngf: int):
 def bench_forward(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
     """One NCSNv2 forward (CIFAR-10 config, random weights): eager reference vs fused norms, channels_last,
     and optionally torch.compile (time to first call recorded)."""
-    from .models import build_model, set_norm_backend
+    from .models import build_model, set_backend
 
     gpu = device.type == "cuda"
     if quick:
@@ -191,7 +191,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                     ("fused norms", "auto", False), ("fused norms + channels_last", "auto", True)]
         base = None
         for name, norm_backend, cl in variants:
-            set_norm_backend(model, norm_backend)
+            set_backend(model, norm_backend)
             m = model.to(memory_format=torch.channels_last) if cl else model.to(memory_format=torch.contiguous_format)
             xin = x.to(memory_format=torch.channels_last) if cl else x
             with torch.no_grad():
@@ -199,7 +199,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
             base = base or t["ms"]
             rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
                          "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]})
-        set_norm_backend(model, "torch")
+        set_backend(model, "torch")
         model = model.to(memory_format=torch.contiguous_format)
         for mode in compile_modes:
             torch._dynamo.reset()

@@ -5,7 +5,7 @@ import torch
 from conftest import fixture_path, skip_unless_backend
 
 from ncsn_fast import load_checkpoint
-from ncsn_fast.models import set_norm_backend
+from ncsn_fast.models import set_backend
 from ncsn_fast.ops import philox_noise
 from ncsn_fast.ops.philox import INIT_STEP, philox_uniform_ref
 from ncsn_fast.sampling import (
@@ -37,7 +37,7 @@ def test_fused_loop_equals_reference_loop(variant, backend):
     ref = anneal_langevin(model_score(model), x0, sig, noise=philox_noise(11, ids, backend="torch"), **kw)
     # labels 0..len(sig)-1 index the network's own sigma buffer, so the score scales come from it too
     scales = model.score_scales()[: len(sig)]
-    set_norm_backend(model, backend)
+    set_backend(model, backend)
     # channels_last convolutions round differently: keep NCHW for the torch backend's bit-for-bit check
     fast, _ = anneal_langevin_fused(model_raw_score(model, channels_last=backend != "torch"), x0, sig, seed=11,
                                     sample_ids=ids, score_scales=scales, backend=backend, **kw)

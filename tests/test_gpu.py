@@ -7,7 +7,7 @@ import torch
 from conftest import VARIANTS, fixture_path, load_fixture, skip_unless_backend
 
 from ncsn_fast import load_checkpoint
-from ncsn_fast.models import set_norm_backend
+from ncsn_fast.models import set_backend
 from ncsn_fast.ops import (
     instance_norm_plus,
     instance_norm_plus_ref,
@@ -126,7 +126,7 @@ def test_fixture_models_fused_on_gpu(variant, backend):
                                config=fixture_path(f"{variant}_config.yml"), device=DEV)
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
-    set_norm_backend(model, backend)
+    set_backend(model, backend)
     with torch.no_grad():
         out = model(io["x"].to(DEV), io["y"].to(DEV)).cpu()
     assert ((out - io["out"]).abs().max() / io["out"].abs().max()) <= 1e-5
@@ -140,7 +140,7 @@ def test_graphed_loop_equals_fused_loop(backend):
     from ncsn_fast.sampling import GraphedLangevin, anneal_langevin_fused, model_raw_score
     model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
                                  config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"), device=DEV)
-    set_norm_backend(model, backend)
+    set_backend(model, backend)
     ids = torch.arange(4, device=DEV)
     x0 = philox_uniform_ref(1, INIT_STEP, ids.cpu(), 3072).view(4, 3, 32, 32).to(DEV)
     sig = cfg.sampling_sigmas()[::10]

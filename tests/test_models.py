@@ -8,7 +8,7 @@ from conftest import FIXTURES, VARIANTS, fixture_path, load_fixture, skip_unless
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.config import config_from_dict
-from ncsn_fast.models import build_model, set_norm_backend
+from ncsn_fast.models import build_model, set_backend
 
 KEY_FILES = sorted(p.name for p in FIXTURES.glob("keys/*.json")) or ["ncsnv2_cifar10.json"]
 
@@ -83,7 +83,7 @@ def test_fused_norms_give_fixture_outputs(variant, backend):
     model, _ = _load_variant(variant)
     with torch.no_grad():
         ref = model(io["x"], io["y"])
-        set_norm_backend(model, backend)
+        set_backend(model, backend)
         fused = model(io["x"], io["y"])
     assert not torch.equal(fused, ref)  # the fused op did run
     assert _rel_err(fused, io["out"]) <= 1e-5
@@ -103,25 +103,8 @@ def test_ncsnv2_label_enters_only_through_sigma():
 def test_models_train_with_autograd():
     cfg = config_from_dict({"data": {"image_size": 8, "channels": 1},
                             "model": {"ngf": 4, "num_classes": 3, "sigma_begin": 1, "sigma_end": 0.1}})
-    model = set_norm_backend(build_model(cfg), "auto")  # under autograd the reference runs regardless
+    model = set_backend(build_model(cfg), "auto")  # under autograd the reference runs regardless
     out = model(torch.rand(2, 1, 8, 8), torch.tensor([0, 2]))
     out.square().sum().backward()
     assert out.shape == (2, 1, 8, 8)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
-
-
-@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (1, 4, 3, 5), (2, 2, 1, 1), (4, 16, 32, 32)], ids=str)
-@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-def test_max_pool_5x5_is_bit_identical(shape, channels_last):
-    import torch.nn.functional as F
-
-    from ncsn_fast.models.layers import max_pool_5x5
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0))
-    x.view(-1)[:: 7] = float("inf")
-    x.view(-1)[3:: 11] = -float("inf")
-    x.view(-1)[5:: 13] = float("nan")
-    if channels_last:
-        x = x.to(memory_format=torch.channels_last)
-    ours, ref = max_pool_5x5(x), F.max_pool2d(x, 5, 1, 2)
-    assert torch.equal(ours.isnan(), ref.isnan())
-    assert torch.equal(torch.nan_to_num(ours, nan=0.0), torch.nan_to_num(ref, nan=0.0))

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.pool import pool5x5, pool5x5_ref
+
 NormFactory = Callable[[int, int], nn.Module]
 
 
@@ -22,15 +24,6 @@ def conv3x3(cin: int, cout: int, bias: bool = True, dilation: int = 1) -> nn.Con
 
 def conv1x1(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 1, stride=1, padding=0, bias=bias)
-
-
-def max_pool_5x5(x: torch.Tensor) -> torch.Tensor:
-    """5x5 max pooling, stride 1, padding 2 (NCSNv2's CRP). On contiguous CPU tensors it runs as a 1x5 then a
-    5x1 max: the same values bit for bit (max is exact; -inf padding either way) and 1.5-1.8x faster there;
-    channels_last and GPU tensors use the 2-D kernel, which is as fast or faster for them."""
-    if x.device.type == "cpu" and x.is_contiguous():
-        return F.max_pool2d(F.max_pool2d(x, (1, 5), 1, (0, 2)), (5, 1), 1, (2, 0))
-    return F.max_pool2d(x, kernel_size=5, stride=1, padding=2)
 
 
 def mean_pool_2x2(x: torch.Tensor) -> torch.Tensor:
@@ -140,7 +133,11 @@ class CRPBlock(nn.Module):
     """Chained residual pooling: act, then n_stages x ([norm] -> 5x5 pool stride 1 -> conv), summed.
 
     NCSNv2 uses max pooling without norms; NCSN v1 uses average pooling (count_include_pad) with norms.
+    `backend` 'torch' is PyTorch's pooling, as the original; another backend (`set_backend`) runs the
+    pool5x5 op (no indices; max bit-identical, average summed in PyTorch's order) when autograd is off.
     """
+
+    backend: str = "torch"
 
     def __init__(self, features: int, n_stages: int, num_classes: int, norm: NormFactory | None,
                  act: nn.Module, pool: str):
@@ -152,9 +149,9 @@ class CRPBlock(nn.Module):
         self.has_norm = norm is not None
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool == "max":
-            return max_pool_5x5(x)
-        return F.avg_pool2d(x, kernel_size=5, stride=1, padding=2)
+        if self.backend != "torch" and not torch.is_grad_enabled():
+            return pool5x5(x, self.pool, backend=self.backend)
+        return pool5x5_ref(x, self.pool)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         x = self.act(x)

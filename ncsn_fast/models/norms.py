@@ -3,7 +3,7 @@
 The math and its reference live in ncsn_fast/ops/instance_norm_plus.py. Parameter names and layouts match
 the original checkpoints: NCSNv2 registers `alpha`, `gamma`, `beta`; NCSN v1 has one embedding of shape
 (L, 3F) laid out [gamma|alpha|beta]. `backend` is 'torch' (the reference, bit-identical to the
-original) unless set with `set_norm_backend`; the fused op runs only when autograd is off.
+original) unless set with `set_backend`; the fused op runs only when autograd is off.
 """
 
 from __future__ import annotations
@@ -63,9 +63,12 @@ class ConditionalInstanceNorm2dPlus(_NormPlus):
         return self._norm(x, gamma, alpha, beta, elu)
 
 
-def set_norm_backend(model: nn.Module, backend: str) -> nn.Module:
-    """Use the fused instance norm++ op ('auto', 'cpu', 'triton', ...) or the reference ('torch') in `model`."""
+def set_backend(model: nn.Module, backend: str) -> nn.Module:
+    """Run `model`'s fused ops (instance norm++ with its ELU, CRP pooling) on `backend` ('auto', 'cpu',
+    'cuda', 'triton'), or the PyTorch reference code ('torch', the default) -- fused only without autograd."""
+    from .layers import CRPBlock
+
     for m in model.modules():
-        if isinstance(m, _NormPlus):
+        if isinstance(m, (_NormPlus, CRPBlock)):
             m.backend = backend
     return model

@@ -140,13 +140,13 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
 
 def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr, denoise, seed):
     """A function (x0, ids, progress) -> x running the fused loop, graphed on CUDA; on a copy of the model."""
-    from ..models import set_norm_backend
+    from ..models import set_backend
     from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
 
     fast_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
     if channels_last:
         fast_model = fast_model.to(memory_format=torch.channels_last)
-    set_norm_backend(fast_model, backend)
+    set_backend(fast_model, backend)
     sigmas = config.sampling_sigmas()
     scales = model.score_scales()[: len(sigmas)]  # the scale of each label the loop uses
     graph = device.type == "cuda" if graph is None else graph
