@@ -2,7 +2,7 @@
 # The GPU check, on a machine with a CUDA GPU: build the extension (CUDA included), then one stage:
 #   test     GPU-only tests: every GPU backend vs the reference at real sizes, CUDA-graph replays drawing
 #            fresh noise, graphed loop == fused loop, GPU sampling == CPU reference; then the ops benchmark
-#   forward  one NCSNv2 forward: eager, fused norms, channels_last, torch.compile
+#   forward  one NCSNv2 forward: eager, fused ops, channels_last, torch.compile; the per-op profile
 #   sampler  the sampler per step: eager original algorithm, torch.compile, ours (graphs, fp32/bf16)
 #   all      the three in turn (longer than one 10-minute device call: run the stages separately there)
 # Results: benchmarks/results/<suite>_<gpu>.{json,md} (commit them); with $OUT set, copies and the log there.
@@ -30,8 +30,11 @@ print(ops.explain(torch.device('cuda')))"
 
 bench() { "$PY" -m ncsn_fast.cli bench "$@" --device cuda || status=1; }
 case "$stage" in
-  test) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1; bench ops ;;
-  forward) bench forward --compile default ;;
+  test) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1; bench ops
+        "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check --overwrite --device cuda --batch-size auto \
+          --quiet || status=1 ;;
+  forward) bench forward --compile default
+           "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128 || status=1 ;;
   sampler) bench sampler --compile default ;;
   all) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1
        bench ops; bench forward --compile default; bench sampler --compile default ;;

@@ -74,9 +74,11 @@ def test_batch_size_invariance_and_layout(tiny_checkpoint, tmp_path):
 
 def test_npz_only_and_a_finished_run_is_left_alone(tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "o"
-    assert _run(tiny_checkpoint, out, "--format", "npz", n=5) == 0
+    assert _run(tiny_checkpoint, out, "--format", "npz", "--batch-size", "auto", n=5) == 0
     assert not (out / "images").exists()
+    assert json.loads((out / "manifest.json").read_text())["timing"]["batch_size"] == 4  # CPU: the config's
     before = (out / "samples.npz").read_bytes()
+    capsys.readouterr()
     assert _run(tiny_checkpoint, out, "--format", "npz", "--resume", n=5) == 0
     assert "nothing to do" in capsys.readouterr().out
     assert (out / "samples.npz").read_bytes() == before
