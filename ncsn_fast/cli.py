@@ -277,16 +277,17 @@ def cmd_generate(args) -> int:
         print(f"{out} already holds all {args.n} images (manifest.json: complete); nothing to do")
         return 0
 
-    def make_sampler(**over):
-        kw = dict(seed=settings.seed, n_steps_each=settings.n_steps_each, step_lr=settings.step_lr,
-                  denoise=settings.denoise, device=device, dtype=getattr(torch, args.dtype), backend=args.backend)
-        return FastSampler(model, cfg, **{**kw, **over})
+    def make_sampler():
+        return FastSampler(model, cfg, seed=settings.seed, n_steps_each=settings.n_steps_each,
+                           step_lr=settings.step_lr, denoise=settings.denoise, device=device,
+                           dtype=getattr(torch, args.dtype), backend=args.backend)
 
     model = model.to(device)
+    sampler = make_sampler()
     cap = min(4096, math.ceil(args.n / world))
-    batch_size = (gen.auto_batch_size(make_sampler, cfg, device, cap) if batch_arg == "auto"
+    batch_size = (gen.auto_batch_size(sampler, cfg, device, cap) if batch_arg == "auto"
                   else min(batch_arg or s.batch_size, cap))
-    timing = gen.generate(make_sampler(), cfg, out, settings, batch_size=batch_size, rank=rank, world_size=world,
+    timing = gen.generate(sampler, cfg, out, settings, batch_size=batch_size, rank=rank, world_size=world,
                           progress=not args.quiet, writer_threads=args.writer_threads)
     per_rank = [dataclasses.asdict(timing)]
     if world > 1:

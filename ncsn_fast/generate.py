@@ -208,22 +208,25 @@ def recorded_shards(out: Path) -> set[int]:
     return {int(p.stem.split("_")[1]) for p in folder.glob("shard_*.npz")}
 
 
-def auto_batch_size(sampler_factory, config: Config, device: torch.device, cap: int) -> int:
-    """The largest power-of-two batch (≤ cap) whose fused Langevin step fits in GPU memory; on the CPU the
-    config's sampling batch size (memory is not what limits it there)."""
+def auto_batch_size(sampler, config: Config, device: torch.device, cap: int, headroom: float = 0.8) -> int:
+    """On a GPU, the largest power-of-two batch (<= cap) whose network evaluation peaks below `headroom` of
+    the device memory (the rest for the Langevin state, graphs and the allocator); on the CPU the config's
+    sampling batch size (memory is not what limits it there)."""
     if device.type != "cuda":
         return max(1, min(cap, config.sampling.batch_size))
+    total = torch.cuda.get_device_properties(device).total_memory
     best, b = 0, 1
-    probe = sampler_factory(n_steps_each=1)
     while b <= cap:
         try:
             torch.cuda.empty_cache()
-            probe._run(probe.initial_state(torch.arange(b)), torch.arange(b), lambda k: None)
+            torch.cuda.reset_peak_memory_stats(device)
+            sampler.probe(b)
             torch.cuda.synchronize(device)
+            if torch.cuda.max_memory_allocated(device) > headroom * total:
+                break
             best, b = b, b * 2
         except torch.cuda.OutOfMemoryError:
             break
-    del probe
     torch.cuda.empty_cache()
     if best == 0:
         raise NcsnError("--batch-size auto: not even one sample fits in GPU memory")

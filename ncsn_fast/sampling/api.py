@@ -54,8 +54,16 @@ class FastSampler:
         self.denoise = s.denoise if denoise is None else denoise
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.evals = len(config.sampling_sigmas()) * self.n_steps_each + int(self.denoise)  # per batch
-        self._run = _fast_runner(model, config, self.device, dtype, channels_last, backend, graph,
-                                 self.n_steps_each, self.step_lr, self.denoise, seed)
+        self._run, self._model = _fast_runner(model, config, self.device, dtype, channels_last, backend, graph,
+                                              self.n_steps_each, self.step_lr, self.denoise, seed)
+        self._dtype, self._channels_last = dtype, channels_last
+
+    @torch.no_grad()
+    def probe(self, batch_size: int) -> None:
+        """One network evaluation at this batch size (to find what fits in memory)."""
+        from .fast import model_raw_score
+        x = self.initial_state(torch.arange(batch_size))
+        model_raw_score(self._model, self._dtype, self._channels_last)(x, 0)
 
     def initial_state(self, ids: torch.Tensor) -> torch.Tensor:
         x0 = philox_uniform_ref(self.seed, INIT_STEP, ids.cpu(), math.prod(self.config.image_shape))
@@ -164,7 +172,7 @@ def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_
                                      n_steps_each=n_steps_each, step_lr=step_lr, seed=seed, sample_ids=ids,
                                      score_scales=scales, denoise=denoise, backend=backend, progress=progress)
         return x
-    return run
+    return run, fast_model
 
 
 def _cpu_noise(generator: torch.Generator, device: torch.device):
