@@ -169,7 +169,7 @@ def published_ncsnv2(dataset: str, ngf: int):
 
 
 def bench_forward(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
-    """One NCSNv2 forward (CIFAR-10 config, random weights): eager reference vs fused norms, channels_last,
+    """One NCSNv2 forward (CIFAR-10 config, random weights): eager reference vs fused ops, channels_last, bf16,
     and optionally torch.compile (time to first call recorded)."""
     from .models import build_model, set_backend
 
@@ -187,15 +187,20 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
         model = build_model(published_ncsnv2("CIFAR10", ngf)).to(device).eval()
         x = torch.rand(batch, 3, 32, 32, device=device)
         y = torch.randint(0, 232, (batch,), device=device)
-        variants = [("eager (reference norms)", "torch", False), ("eager channels_last", "torch", True),
-                    ("fused norms", "auto", False), ("fused norms + channels_last", "auto", True)]
+        variants = [("eager (PyTorch ops, as the original)", "torch", False, torch.float32),
+                    ("eager channels_last", "torch", True, torch.float32),
+                    ("fused ops", "auto", False, torch.float32),
+                    ("fused ops + channels_last", "auto", True, torch.float32),
+                    ("fused ops + channels_last, bf16", "auto", True, torch.bfloat16)]
         base = None
-        for name, norm_backend, cl in variants:
-            set_backend(model, norm_backend)
+        for name, backend, cl, dtype in variants:
+            set_backend(model, backend)
             m = model.to(memory_format=torch.channels_last) if cl else model.to(memory_format=torch.contiguous_format)
-            xin = x.to(memory_format=torch.channels_last) if cl else x
+            m = m.to(dtype)
+            xin = (x.to(memory_format=torch.channels_last) if cl else x).to(dtype)
             with torch.no_grad():
                 t = time_fn(partial(m, xin, y), device, warmup=2, repeat=repeat)
+            model = model.float()
             base = base or t["ms"]
             rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
                          "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]})
@@ -251,7 +256,7 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
         for mode in compile_modes:
             runners.append((f"reference + torch.compile ({mode})", partial(_compiled_reference_steps, model, mode,
                                                                            x0, sig, step_lr)))
-        dtypes = [torch.float32, torch.bfloat16] if gpu else [torch.float32]
+        dtypes = [torch.float32, torch.bfloat16]  # bf16 pays on CPUs with AVX512-BF16/AMX too
         for dtype in dtypes:
             name = f"ours {str(dtype).removeprefix('torch.')}" + (" + CUDA graph" if gpu else "")
             runners.append((name, partial(_fast_steps, model, cfg, device, dtype, x0, ids, k, step_lr)))
@@ -299,7 +304,7 @@ def anneal_langevin_steps(score, x0, sig, step_lr):
 def _fast_steps(model, cfg, device, dtype, x0, ids, k, step_lr):
     from .sampling.api import _fast_runner
     short = cfg.replace(model=dataclasses.replace(cfg.model, num_classes=k))
-    runner = _fast_runner(model, short, device, dtype, True, "auto", None, 1, step_lr, False, 0)
+    runner, _ = _fast_runner(model, short, device, dtype, True, "auto", None, 1, step_lr, False, 0)
     # the ladder of `short` is not the first K levels of cfg, but the cost per step does not depend on sigma
     run = partial(runner, x0, ids, None)
     run()

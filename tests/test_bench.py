@@ -16,7 +16,7 @@ def test_bench_quick_writes_results(tmp_path, capsys):
     assert ("langevin_step", "cpu") in ops and ("instance_norm_plus+elu", "eager torch") in ops
     assert all(r["ms"] > 0 for r in data["ops"] if "ms" in r)
     variants = {r["variant"] for r in data["forward"]}
-    assert {"eager (reference norms)", "fused norms"} <= variants
+    assert {"eager (PyTorch ops, as the original)", "fused ops", "fused ops + channels_last, bf16"} <= variants
     sampler = {r["variant"]: r for r in data["sampler"]}
     assert {"reference (eager, original algorithm)", "ours float32"} <= set(sampler)
     assert all(r["ms_per_step"] > 0 and r["images_per_s"] > 0 for r in sampler.values())
