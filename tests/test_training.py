@@ -176,3 +176,19 @@ def test_batch_shards_make_up_the_global_batch():
         assert torch.equal(torch.cat(parts), whole)
     with pytest.raises(Exception, match="does not split evenly"):
         batch_at(data, 0, 10, shard=(0, 3))
+
+
+def test_cli_training_writes_log_grids_and_refuses_to_clobber(tmp_path, capsys):
+    from ncsn_fast.cli import main
+    args = ["train", "--config", str(_digits_config_file(tmp_path)), "--data", "digits", "--out", str(tmp_path / "r"),
+            "--steps", "2", "--log-every", "1", "--sample-every", "2", "--quiet"]
+    assert main(args) == 0
+    log = (tmp_path / "r" / "train_log.csv").read_text().splitlines()
+    assert log[0] == "step,loss,seconds" and [int(line.split(",")[0]) for line in log[1:]] == [1, 2]
+    assert (tmp_path / "r" / "samples_2.png").is_file()
+    capsys.readouterr()
+    assert main(args) == 2  # the run exists: --resume or another folder
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args[:-7], "--steps", "3", "--log-every", "1", "--resume", "--quiet"]) == 0
+    steps = [int(line.split(",")[0]) for line in (tmp_path / "r" / "train_log.csv").read_text().splitlines()[1:]]
+    assert steps == [1, 2, 3]
