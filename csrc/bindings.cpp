@@ -55,6 +55,10 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release nogil;
     ncsn::pool5x5_cpu(ptr<const void>(x), ptr<void>(out), dtype, is_max, n, channels, height, width, channels_last);
   });
+  m.def("elu_cpu", [](uintptr_t x, uintptr_t out, int dtype, int64_t numel) {
+    py::gil_scoped_release nogil;
+    ncsn::elu_cpu(ptr<const void>(x), ptr<void>(out), dtype, numel);
+  });
 
 #ifdef NCSN_WITH_CUDA
   m.def("has_cuda", []() { return true; });
@@ -87,6 +91,9 @@ PYBIND11_MODULE(_C, m) {
     check(ncsn::pool5x5_cuda(ptr<const void>(x), ptr<void>(out), dtype, is_max, n, channels, height, width,
                              channels_last, stream),
           "pool5x5_cuda");
+  });
+  m.def("elu_cuda", [](uintptr_t x, uintptr_t out, int dtype, int64_t numel, uintptr_t stream) {
+    check(ncsn::elu_cuda(ptr<const void>(x), ptr<void>(out), dtype, numel, stream), "elu_cuda");
   });
 #else
   m.def("has_cuda", []() { return false; });

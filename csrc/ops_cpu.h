@@ -26,4 +26,7 @@ void instance_norm_plus_cpu(const void* x, void* out, int dtype, int64_t n, int6
 void pool5x5_cpu(const void* x, void* out, int dtype, bool is_max, int64_t n, int64_t channels, int64_t height,
                  int64_t width, bool channels_last);
 
+// out = ELU(x) (alpha 1) over numel elements of dtype code `dtype`.
+void elu_cpu(const void* x, void* out, int dtype, int64_t numel);
+
 }  // namespace ncsn

@@ -27,4 +27,7 @@ int instance_norm_plus_cuda(const void* x, void* out, int dtype, int64_t n, int6
 int pool5x5_cuda(const void* x, void* out, int dtype, bool is_max, int64_t n, int64_t channels, int64_t height,
                  int64_t width, bool channels_last, uintptr_t stream);
 
+// out = ELU(x) (alpha 1) over numel elements.
+int elu_cuda(const void* x, void* out, int dtype, int64_t numel, uintptr_t stream);
+
 }  // namespace ncsn

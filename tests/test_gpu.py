@@ -9,6 +9,7 @@ from conftest import VARIANTS, fixture_path, load_fixture, skip_unless_backend
 from ncsn_fast import load_checkpoint
 from ncsn_fast.models import set_backend
 from ncsn_fast.ops import (
+    elu,
     instance_norm_plus,
     instance_norm_plus_ref,
     langevin_coefs,
@@ -17,6 +18,8 @@ from ncsn_fast.ops import (
     philox_normal,
     philox_normal_ref,
     philox_words_ref,
+    pool5x5,
+    pool5x5_ref,
 )
 from ncsn_fast.ops._backends import ext
 
@@ -172,3 +175,21 @@ def test_gpu_samples_do_not_depend_on_the_batch_size():
     a = sample(model, cfg, 10, seed=4, batch_size=10, n_steps_each=1, progress=False)
     b = sample(model, cfg, 10, seed=4, batch_size=3, n_steps_each=1, progress=False)
     assert torch.equal(a, b), (a - b).abs().max().item()
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_pool_and_elu_real_size(backend, dtype, channels_last):
+    x = torch.randn(64, 128, 32, 32, device=DEV).to(dtype)
+    x.view(-1)[::1013] = float("nan")
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    out, ref = pool5x5(x, "max", backend=backend), pool5x5_ref(x, "max")
+    assert torch.equal(out.isnan(), ref.isnan()) and torch.equal(out.nan_to_num(0.0), ref.nan_to_num(0.0))
+    y = x.nan_to_num(0.0)
+    avg, ref = pool5x5(y, "avg", backend=backend).float(), pool5x5_ref(y.float(), "avg")
+    tol = 8 * 2 ** -24 if dtype == torch.float32 else 2 ** -8  # 25 float32 adds; one rounding to bf16
+    assert ((avg - ref).abs() <= tol * ref.abs() + 1e-6).all()
+    e, ref = elu(y, backend=backend).float(), torch.nn.functional.elu(y.float())
+    assert ((e - ref).abs() <= (4 * 2 ** -24 if dtype == torch.float32 else 2 ** -8) * ref.abs() + 2 ** -23).all()

@@ -13,7 +13,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops.elu import elu
 from ..ops.pool import pool5x5, pool5x5_ref
+
+
+class _Fusable(nn.Module):
+    """A block whose activation (and pooling) run as fused ops when `backend` is not 'torch' (set with
+    models.set_backend) and autograd is off; otherwise PyTorch's code, as the original."""
+
+    backend: str = "torch"
+
+    def _fused(self) -> bool:
+        return self.backend != "torch" and not torch.is_grad_enabled()
+
+    def _act(self, x: torch.Tensor) -> torch.Tensor:
+        act = self.act
+        if self._fused() and isinstance(act, nn.ELU) and act.alpha == 1.0:
+            return elu(x, backend=self.backend)
+        return act(x)
 
 NormFactory = Callable[[int, int], nn.Module]
 
@@ -84,7 +101,7 @@ class ResidualBlock(nn.Module):
         return shortcut + out
 
 
-class RCUBlock(nn.Module):
+class RCUBlock(_Fusable):
     """Residual conv units: n_blocks x (n_stages x ([norm] -> act -> 3x3 conv without bias) + x)."""
 
     def __init__(self, features: int, n_blocks: int, n_stages: int, num_classes: int,
@@ -102,7 +119,7 @@ class RCUBlock(nn.Module):
         for i in range(1, self.n_blocks + 1):
             residual = x
             for j in range(1, self.n_stages + 1):
-                x = getattr(self, f"{i}_{j}_norm").forward_act(x, y, self.act) if self.has_norm else self.act(x)
+                x = getattr(self, f"{i}_{j}_norm").forward_act(x, y, self.act) if self.has_norm else self._act(x)
                 x = getattr(self, f"{i}_{j}_conv")(x)
             x = x + residual
         return x
@@ -129,15 +146,13 @@ class MSFBlock(nn.Module):
         return sums
 
 
-class CRPBlock(nn.Module):
+class CRPBlock(_Fusable):
     """Chained residual pooling: act, then n_stages x ([norm] -> 5x5 pool stride 1 -> conv), summed.
 
     NCSNv2 uses max pooling without norms; NCSN v1 uses average pooling (count_include_pad) with norms.
-    `backend` 'torch' is PyTorch's pooling, as the original; another backend (`set_backend`) runs the
-    pool5x5 op (no indices; max bit-identical, average summed in PyTorch's order) when autograd is off.
+    Fused (see _Fusable): the pool5x5 op (no indices; max bit-identical, average summed in PyTorch's order)
+    and the elu op.
     """
-
-    backend: str = "torch"
 
     def __init__(self, features: int, n_stages: int, num_classes: int, norm: NormFactory | None,
                  act: nn.Module, pool: str):
@@ -149,12 +164,12 @@ class CRPBlock(nn.Module):
         self.has_norm = norm is not None
 
     def _pool(self, x: torch.Tensor) -> torch.Tensor:
-        if self.backend != "torch" and not torch.is_grad_enabled():
+        if self._fused():
             return pool5x5(x, self.pool, backend=self.backend)
         return pool5x5_ref(x, self.pool)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        x = self.act(x)
+        x = self._act(x)
         path = x
         for i in range(self.n_stages):
             if self.has_norm:

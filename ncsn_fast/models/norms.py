@@ -64,11 +64,11 @@ class ConditionalInstanceNorm2dPlus(_NormPlus):
 
 
 def set_backend(model: nn.Module, backend: str) -> nn.Module:
-    """Run `model`'s fused ops (instance norm++ with its ELU, CRP pooling) on `backend` ('auto', 'cpu',
-    'cuda', 'triton'), or the PyTorch reference code ('torch', the default) -- fused only without autograd."""
-    from .layers import CRPBlock
+    """Run `model`'s fused ops (instance norm++ with its ELU, the other ELUs, CRP pooling) on `backend`
+    ('auto', 'cpu', 'cuda', 'triton'), or PyTorch's code ('torch', the default) -- fused only without autograd."""
+    from .layers import _Fusable
 
     for m in model.modules():
-        if isinstance(m, (_NormPlus, CRPBlock)):
+        if isinstance(m, (_NormPlus, _Fusable)):
             m.backend = backend
     return model
