@@ -248,7 +248,7 @@ def cmd_generate(args) -> int:
         if not dist.is_initialized():
             dist.init_process_group("gloo", timeout=timedelta(days=7))
     rank, world, device = _distributed_setup(args.device)
-    error = None
+    error, complete = None, False
     try:
         model, cfg, info = _load(args)
         s = cfg.sampling
@@ -261,20 +261,25 @@ def cmd_generate(args) -> int:
         if rank == 0:
             manifest = gen.prepare_output(out, settings, resume=args.resume, overwrite=args.overwrite)
             gen.remove_stale_temps(out)
-            if not manifest.get("complete"):
+            complete = bool(manifest.get("complete"))
+            if not complete:
                 gen.write_manifest(out, manifest)
     except NcsnError as e:
         error = e
-    if world > 1:  # every process stops with process 0's error, or goes on with its settings
+    if world > 1:  # every process stops with process 0's error, or learns whether there is work left
         import torch.distributed as dist
-        box = [str(error) if error else None]
+        box = [str(error) if error else None, complete]
         dist.broadcast_object_list(box, src=0)
         if box[0] and error is None:
             error = NcsnError(box[0])
+        complete = box[1]
     if error is not None:
+        if rank != 0:  # process 0 says it, once
+            return EXIT_USAGE
         raise error
-    if rank == 0 and manifest.get("complete"):
-        print(f"{out} already holds all {args.n} images (manifest.json: complete); nothing to do")
+    if complete:
+        if rank == 0:
+            print(f"{out} already holds all {args.n} images (manifest.json: complete); nothing to do")
         return 0
 
     def make_sampler():

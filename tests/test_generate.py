@@ -138,6 +138,14 @@ def test_two_processes_make_the_same_images(tiny_checkpoint, tmp_path):
     assert (tmp_path / "two" / "samples.npz").read_bytes() == (tmp_path / "one" / "samples.npz").read_bytes()
     timing = json.loads((tmp_path / "two" / "manifest.json").read_text())["timing"]
     assert timing["processes"] == 2 and sorted(t["images"] for t in timing["per_process"]) == [4, 6]
+    # a finished run resumed under torchrun: nothing redone by any process; other settings: one error line
+    proc = _cli(tiny_checkpoint, tmp_path / "two", "--batch-size", "2", "--resume", launcher=TORCHRUN)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "nothing to do" in out, err[-3000:]
+    proc = _cli(tiny_checkpoint, tmp_path / "two", "--seed", "3", "--resume", launcher=TORCHRUN)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode != 0 and err.count("ncsn-fast: error: ") == 1 and "seed differ" in err
+    assert _pngs(tmp_path / "two") == _pngs(tmp_path / "one")
 
 
 def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_checkpoint, tmp_path):
