@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser("info", help="architecture, parameters, noise ladder and sampling settings")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint.pth (default: the built-in digits model)")
     _add_checkpoint_args(p)
 
     p = sub.add_parser("train", help="denoising score matching on a folder of images")

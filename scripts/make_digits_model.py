@@ -1,4 +1,4 @@
-"""Turn a digits training run into the built-in model: EMA weights, config embedded, our format.
+"""Turn a digits training run into the built-in model: raw and EMA weights, config embedded, our format.
 
     ncsn-fast train --config ncsn_fast/assets/digits.yml --data digits --out runs/digits
     python scripts/make_digits_model.py runs/digits/checkpoint.pth [--step-lr 2e-5]
@@ -21,13 +21,15 @@ def main():
     ap.add_argument("--n-steps-each", type=int)
     ap.add_argument("--out", default=str(ASSET))
     args = ap.parse_args()
-    model, cfg, info = load_checkpoint(args.checkpoint, ema=True, return_info=True)
-    assert info.ema_applied, "the run has no EMA weights"
+    model, cfg, info = load_checkpoint(args.checkpoint, ema=False, return_info=True)
+    ema = load_checkpoint(args.checkpoint, ema=True)[0]
+    assert info.has_ema, "the run has no EMA weights"
+    shadow = {n: p.detach() for n, p in ema.named_parameters()}
     shipped = load_config(ASSET.parent / "digits.yml")
     s = replace(cfg.sampling, step_lr=args.step_lr or shipped.sampling.step_lr,
                 n_steps_each=args.n_steps_each or shipped.sampling.n_steps_each)
     cfg = cfg.replace(sampling=s)
-    save_checkpoint(args.out, model, cfg, step=info.step)
+    save_checkpoint(args.out, model, cfg, ema_state=shadow, step=info.step)
     print(f"{args.out}: step {info.step}, {Path(args.out).stat().st_size / 1e6:.2f} MB, sampling {s}")
 
 
