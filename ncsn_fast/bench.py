@@ -187,14 +187,15 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
         model = build_model(published_ncsnv2("CIFAR10", ngf)).to(device).eval()
         x = torch.rand(batch, 3, 32, 32, device=device)
         y = torch.randint(0, 232, (batch,), device=device)
-        variants = [("eager (PyTorch ops, as the original)", "torch", False, torch.float32),
-                    ("eager channels_last", "torch", True, torch.float32),
-                    ("fused ops", "auto", False, torch.float32),
-                    ("fused ops + channels_last", "auto", True, torch.float32),
-                    ("fused ops + channels_last, bf16", "auto", True, torch.bfloat16)]
+        variants = [("eager (PyTorch ops, as the original)", "torch", False, torch.float32, False),
+                    ("eager channels_last", "torch", True, torch.float32, False),
+                    ("fused ops", "auto", False, torch.float32, False),
+                    ("fused ops + channels_last", "auto", True, torch.float32, False),
+                    ("fused ops + channels_last + elu op", "auto", True, torch.float32, True),
+                    ("fused ops + channels_last, bf16", "auto", True, torch.bfloat16, False)]
         base = None
-        for name, backend, cl, dtype in variants:
-            set_backend(model, backend)
+        for name, backend, cl, dtype, fuse_elu in variants:
+            set_backend(model, backend, fuse_elu=fuse_elu)
             m = model.to(memory_format=torch.channels_last) if cl else model.to(memory_format=torch.contiguous_format)
             m = m.to(dtype)
             xin = (x.to(memory_format=torch.channels_last) if cl else x).to(dtype)

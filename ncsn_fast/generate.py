@@ -29,7 +29,7 @@ import time
 import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +72,6 @@ class Timing:
     waiting_on_writer_seconds: float = 0.0  # the device idle because the writer queue was full
     final_flush_seconds: float = 0.0  # after the last batch, waiting for the last files
     images: int = 0  # made by this process in this run
-    extra: dict = field(default_factory=dict)
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:

@@ -75,15 +75,16 @@ def test_fixture_activations_single_sample(variant):
             assert _rel_err(acts[name], ref) <= 1e-5, name
 
 
+@pytest.mark.parametrize("fuse_elu", [False, True], ids=["", "elu_op"])
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 @pytest.mark.parametrize("variant", VARIANTS)
-def test_fused_norms_give_fixture_outputs(variant, backend):
+def test_fused_ops_give_fixture_outputs(variant, backend, fuse_elu):
     skip_unless_backend(backend)
     io = load_fixture(f"{variant}_model_io.pt")
     model, _ = _load_variant(variant)
     with torch.no_grad():
         ref = model(io["x"], io["y"])
-        set_backend(model, backend)
+        set_backend(model, backend, fuse_elu=fuse_elu)
         fused = model(io["x"], io["y"])
     assert not torch.equal(fused, ref)  # the fused op did run
     assert _rel_err(fused, io["out"]) <= 1e-5

@@ -63,12 +63,15 @@ class ConditionalInstanceNorm2dPlus(_NormPlus):
         return self._norm(x, gamma, alpha, beta, elu)
 
 
-def set_backend(model: nn.Module, backend: str) -> nn.Module:
-    """Run `model`'s fused ops (instance norm++ with its ELU, the other ELUs, CRP pooling) on `backend`
-    ('auto', 'cpu', 'cuda', 'triton'), or PyTorch's code ('torch', the default) -- fused only without autograd."""
+def set_backend(model: nn.Module, backend: str, fuse_elu: bool = False) -> nn.Module:
+    """Run `model`'s fused ops (instance norm++ with its ELU, CRP pooling, and with fuse_elu the other ELUs)
+    on `backend` ('auto', 'cpu', 'cuda', 'triton'), or PyTorch's code ('torch', the default) -- fused only
+    without autograd."""
     from .layers import _Fusable
 
     for m in model.modules():
         if isinstance(m, (_NormPlus, _Fusable)):
             m.backend = backend
+        if isinstance(m, _Fusable):
+            m.fuse_elu = fuse_elu
     return model
