@@ -99,8 +99,10 @@ def _backends_here(device: torch.device) -> list[str]:
 
 
 def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
-    """langevin_step_ and instance_norm_plus against the eager PyTorch code they replace."""
-    from .ops import instance_norm_plus, langevin_coefs, langevin_step_
+    """langevin_step_, instance_norm_plus, pool5x5 and elu against the eager PyTorch code they replace."""
+    import torch.nn.functional as F
+
+    from .ops import elu, instance_norm_plus, langevin_coefs, langevin_step_, pool5x5
 
     gpu = device.type == "cuda"
     repeat = 5 if quick else (50 if gpu else 15)
@@ -144,6 +146,24 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
                             device, repeat=repeat)
                 rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}", "backend": be,
                              "ms": t["ms"], "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+    # The same shapes for the CRP pooling (max: NCSNv2, avg: NCSN v1) and the ELU: one read, one write.
+    eager_ops = {"pool5x5 max": partial(F.max_pool2d, kernel_size=5, stride=1, padding=2),
+                 "pool5x5 avg": partial(F.avg_pool2d, kernel_size=5, stride=1, padding=2), "elu": F.elu}
+    ours = {"pool5x5 max": partial(pool5x5, mode="max"), "pool5x5 avg": partial(pool5x5, mode="avg"), "elu": elu}
+    for op in eager_ops:
+        for shape in nshapes:
+            for layout in ("nchw", "nhwc"):
+                x = torch.randn(shape, device=device)
+                if layout == "nhwc":
+                    x = x.to(memory_format=torch.channels_last)
+                nbytes = 2 * x.numel() * 4
+                t_ref = time_fn(partial(eager_ops[op], x), device, repeat=repeat)
+                rows.append({"op": op, "shape": f"{shape} {layout}", "backend": "eager torch", "ms": t_ref["ms"],
+                             "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
+                for be in _backends_here(device):
+                    t = time_fn(partial(ours[op], x, backend=be), device, repeat=repeat)
+                    rows.append({"op": op, "shape": f"{shape} {layout}", "backend": be, "ms": t["ms"],
+                                 "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
     for r in rows:
         if "gbs" in r:
             r["pct_copy_bw"] = 100 * r["gbs"] / copy_gbs

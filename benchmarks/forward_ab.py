@@ -1,0 +1,60 @@
+"""Interleaved A/B of one NCSNv2 forward (CIFAR-10 config, random weights): each round runs every variant once,
+so the machine's drift hits all alike; medians over the rounds. On a noisy shared CPU this is steadier than
+timing one variant after another.
+
+    python benchmarks/forward_ab.py --ngf 32 --batch 64 --rounds 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import time
+
+import torch
+
+from ncsn_fast.bench import published_ncsnv2
+from ncsn_fast.models import build_model, set_backend
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ngf", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=12)
+    args = ap.parse_args()
+    cfg = published_ncsnv2("CIFAR10", args.ngf)
+    torch.manual_seed(0)
+    eager = build_model(cfg).eval()
+    x = torch.rand(args.batch, 3, 32, 32)
+    y = torch.randint(0, cfg.model.num_classes, (args.batch,))
+    xc = x.to(memory_format=torch.channels_last)
+
+    def fast(**kw):
+        return set_backend(copy.deepcopy(eager), "auto", **kw).to(memory_format=torch.channels_last)
+
+    fused, fused_elu, bf16 = fast(), fast(fuse_elu=True), fast().to(torch.bfloat16)
+    runs = {"eager (PyTorch ops, as the original)": lambda: eager(x, y),
+            "fused ops + channels_last": lambda: fused(xc, y),
+            "fused ops + channels_last + elu op": lambda: fused_elu(xc, y),
+            "fused ops + channels_last, bf16": lambda: bf16(xc.bfloat16(), y)}
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    with torch.no_grad():
+        for f in runs.values():
+            f()
+        for _ in range(args.rounds):
+            for name, f in runs.items():
+                t0 = time.perf_counter()
+                f()
+                times[name].append(time.perf_counter() - t0)
+    base = statistics.median(times["eager (PyTorch ops, as the original)"])
+    print(f"NCSNv2 ngf {args.ngf}, batch {args.batch}, {torch.get_num_threads()} threads, {args.rounds} rounds")
+    for name, v in times.items():
+        m = statistics.median(v)
+        print(f"{name:40s} median {m * 1e3:7.1f} ms (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f})  "
+              f"{base / m:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
