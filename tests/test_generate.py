@@ -168,3 +168,31 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tiny_checkpoint, tmp_pat
     assert len(pngs) == n and pngs == _pngs(tmp_path / "whole")
     assert (out / "samples.npz").read_bytes() == (tmp_path / "whole" / "samples.npz").read_bytes()
     assert not list(out.rglob("*.tmp"))
+
+
+def test_writer_queue_is_bounded_and_its_wait_is_counted():
+    """Memory stays flat: at most max_pending writes are in flight; the caller's wait for room is measured."""
+    import threading
+
+    from ncsn_fast.generate import Writer
+
+    gate, running, peak = threading.Event(), [0], [0]
+    lock = threading.Lock()
+
+    def slow():
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        gate.wait(5)
+        with lock:
+            running[0] -= 1
+
+    writer = Writer(threads=4, max_pending=2)
+    writer.submit(slow)
+    writer.submit(slow)
+    assert len(writer.pending) == 2 and writer.waited == 0.0
+    threading.Timer(0.2, gate.set).start()
+    writer.submit(slow)  # blocks until the oldest write is done
+    assert writer.waited >= 0.1 and len(writer.pending) <= 2
+    writer.close()
+    assert peak[0] <= 3 and not writer.pending
