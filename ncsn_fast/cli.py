@@ -229,13 +229,7 @@ def _batch_size_arg(text: str | None) -> int | str | None:
 
 
 def cmd_generate(args) -> int:
-    import dataclasses
     from datetime import timedelta
-
-    import torch
-
-    from . import generate as gen
-    from .sampling import FastSampler
 
     if args.resume and args.overwrite:
         raise NcsnError("--resume and --overwrite exclude each other")
@@ -243,10 +237,32 @@ def cmd_generate(args) -> int:
     out = Path(args.out)
     _check_out_dir(out, create=int(os.environ.get("RANK", "0")) == 0)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1:  # only small control messages cross processes: gloo, also next to GPUs
-        import torch.distributed as dist
-        if not dist.is_initialized():
-            dist.init_process_group("gloo", timeout=timedelta(days=7))
+    if world == 1:
+        return _generate(args, batch_arg, out)
+    import torch.distributed as dist
+    if not dist.is_initialized():  # only small control messages cross processes: gloo, also next to GPUs
+        dist.init_process_group("gloo", timeout=timedelta(days=7))
+    try:
+        return _generate(args, batch_arg, out)
+    finally:
+        # On every path (early returns and errors too) leave together, then close the group: a process that
+        # closed its side while another still read a broadcast made that one abort. A process that failed
+        # alone gives up waiting after a minute (and torchrun then stops the others).
+        try:
+            dist.monitored_barrier(timeout=timedelta(minutes=1))
+        except RuntimeError:
+            pass
+        dist.destroy_process_group()
+
+
+def _generate(args, batch_arg, out: Path) -> int:
+    import dataclasses
+
+    import torch
+
+    from . import generate as gen
+    from .sampling import FastSampler
+
     rank, world, device = _distributed_setup(args.device)
     error, complete = None, False
     try:
@@ -317,7 +333,6 @@ def cmd_generate(args) -> int:
     if world > 1:
         import torch.distributed as dist
         dist.barrier()
-        dist.destroy_process_group()
     return 0
 
 
@@ -440,6 +455,7 @@ def cmd_train(args) -> int:
               f"{out / 'checkpoint.pth'}")
     if world > 1:
         import torch.distributed as dist
+        dist.barrier()  # leave together (rank 0 has just written the checkpoint)
         dist.destroy_process_group()
     return 0
 
