@@ -24,8 +24,8 @@ from ncsn_fast.models import build_model, set_backend
 
 # Profiler event names -> the op types of the table (anything else is listed under its own name).
 GROUPS = {
-    "aten::mkldnn_convolution": "convolution", "aten::convolution": "convolution", "aten::_convolution": "convolution",
-    "aten::cudnn_convolution": "convolution", "aten::conv2d": "convolution", "aten::_slow_conv2d_forward": "convolution",
+    **{name: "convolution" for name in ("aten::mkldnn_convolution", "aten::convolution", "aten::_convolution",
+                                        "aten::cudnn_convolution", "aten::conv2d", "aten::_slow_conv2d_forward")},
     "aten::max_pool2d_with_indices": "max_pool2d (PyTorch)", "aten::avg_pool2d": "avg_pool2d (PyTorch)",
     "ncsn_fast::pool5x5": "pool5x5 (ours)", "aten::elu": "ELU", "aten::instance_norm": "instance norm (PyTorch)",
     "aten::native_batch_norm": "instance norm (PyTorch)", "aten::_batch_norm_impl_index": "instance norm (PyTorch)",

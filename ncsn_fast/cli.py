@@ -192,10 +192,7 @@ def cmd_sample(args) -> int:
 
     out = Path(args.out)
     _check_out_dir(out)
-    try:
-        device = torch.device(args.device)
-    except RuntimeError:
-        raise NcsnError(f"--device {args.device!r} is not a device torch knows") from None
+    device = _device(args.device)
     builtin = args.checkpoint is None
     model, cfg, info = _load(args)
     model = model.to(device)
@@ -428,8 +425,6 @@ def cmd_train(args) -> int:
     trainer = Trainer.resume(cfg, out, **kw) if args.resume else Trainer(cfg, out, **kw)
     steps = args.steps or cfg.training.n_iters
     batch = args.batch_size or cfg.training.batch_size
-    if batch % world:
-        raise NcsnError(f"--batch-size {batch} does not split evenly over {world} processes")
     save_every = args.save_every or cfg.training.snapshot_freq
     t0, start = time.perf_counter(), trainer.step
     log = TrainLog(out / "train_log.csv", trainer.step, every=args.log_every) if rank == 0 else None
@@ -470,18 +465,26 @@ def _training_grid(trainer, out: Path) -> None:
     save_png(out / f"samples_{trainer.step}.png", make_grid(to_uint8_nhwc(inverse_data_transform(x, trainer.config))))
 
 
+def _device(text: str):
+    """--device as a torch.device, refusing unknown names and CUDA where there is none."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise NcsnError(f"--device {text!r} is not a device torch knows") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NcsnError(f"--device {text}: no CUDA device is available")
+    return dev
+
+
 def _distributed_setup(device: str):
     """(rank, world size, this process's device); under torchrun joins the process group (NCCL on CUDA,
     gloo on the CPU) and takes the GPU of its LOCAL_RANK."""
     import torch
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise NcsnError(f"--device {device!r} is not a device torch knows") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise NcsnError(f"--device {device}: no CUDA device is available")
+    dev = _device(device)
     if world == 1:
         return 0, 1, dev
     import torch.distributed as dist
@@ -496,12 +499,9 @@ def _distributed_setup(device: str):
 
 
 def cmd_bench(args) -> int:
-    import torch
-
     from . import bench
 
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise NcsnError(f"--device {args.device}: no CUDA device is available")
+    _device(args.device)
     command = "ncsn-fast " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else f"ncsn-fast bench {args.suite}"
     json_path, md_path = bench.run(args.suite, args.device, args.out, args.quick, tuple(args.compile), command)
     print(md_path.read_text())

@@ -40,7 +40,6 @@ from .errors import NcsnError
 from .fileio import atomic_write, atomic_write_bytes
 from .images import inverse_data_transform, make_grid, png_bytes, to_uint8_nhwc
 
-FORMATS = ("png", "npz", "both")
 PER_FOLDER = 10_000
 MANIFEST = "manifest.json"
 OURS = (MANIFEST, "images", "shards", "samples.npz", "grid.png")
@@ -139,11 +138,8 @@ def prepare_output(out: Path, settings: Settings, *, resume: bool, overwrite: bo
 
 def remove_stale_temps(out: Path) -> None:
     """Temp files of writes a killed run left half done (the atomic writes' `.name.*.tmp`)."""
-    for sub in ("images", "shards", ""):
-        folder = out / sub if sub else out
-        if folder.is_dir():
-            for tmp in folder.rglob(".*.tmp") if sub else folder.glob(".*.tmp"):
-                tmp.unlink(missing_ok=True)
+    for tmp in [*out.glob(".*.tmp"), *(out / "images").rglob(".*.tmp"), *(out / "shards").glob(".*.tmp")]:
+        tmp.unlink(missing_ok=True)
 
 
 class Writer:

@@ -15,21 +15,17 @@ from torch import nn
 
 from ..ops.elu import elu
 from ..ops.pool import pool5x5, pool5x5_ref
+from .norms import Fusable
 
 
-class _Fusable(nn.Module):
-    """A block whose pooling (and, with fuse_elu, its ELUs) run as fused ops when `backend` is not 'torch' (set
-    with models.set_backend) and autograd is off; otherwise PyTorch's code, as the original.
+class _Fusable(Fusable):
+    """A block whose pooling (and, with fuse_elu, its ELUs) run as fused ops (see Fusable).
 
     fuse_elu is off by default: on the project's CPU the elu op does not beat PyTorch's ELU inside the forward
     (NCSNv2 ngf 32, batch 64, channels_last: 531 vs 518 ms median), so it stays opt-in until a benchmark
     shows a gain (`ncsn-fast bench forward` times both)."""
 
-    backend: str = "torch"
     fuse_elu: bool = False
-
-    def _fused(self) -> bool:
-        return self.backend != "torch" and not torch.is_grad_enabled()
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         act = self.act

@@ -14,11 +14,17 @@ from torch import nn
 from ..ops.instance_norm_plus import instance_norm_plus, instance_norm_plus_ref
 
 
-class _NormPlus(nn.Module):
+class Fusable(nn.Module):
+    """A module that runs fused ops when `backend` is not 'torch' (set with `set_backend`) and autograd is
+    off; otherwise PyTorch's code, as the original."""
+
     backend: str = "torch"
 
     def _fused(self) -> bool:
         return self.backend != "torch" and not torch.is_grad_enabled()
+
+
+class _NormPlus(Fusable):
 
     def _norm(self, x, gamma, alpha, beta, elu: bool) -> torch.Tensor:
         if self._fused():
@@ -67,11 +73,9 @@ def set_backend(model: nn.Module, backend: str, fuse_elu: bool = False) -> nn.Mo
     """Run `model`'s fused ops (instance norm++ with its ELU, CRP pooling, and with fuse_elu the other ELUs)
     on `backend` ('auto', 'cpu', 'cuda', 'triton'), or PyTorch's code ('torch', the default) -- fused only
     without autograd."""
-    from .layers import _Fusable
-
     for m in model.modules():
-        if isinstance(m, (_NormPlus, _Fusable)):
+        if isinstance(m, Fusable):
             m.backend = backend
-        if isinstance(m, _Fusable):
-            m.fuse_elu = fuse_elu
+            if hasattr(m, "fuse_elu"):
+                m.fuse_elu = fuse_elu
     return model

@@ -32,6 +32,14 @@ def data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
     return x
 
 
+def check_finite(x: torch.Tensor, ids: torch.Tensor, step_lr: float) -> torch.Tensor:
+    """x, or a FloatingPointError naming the samples, if Langevin dynamics diverged."""
+    if not torch.isfinite(x).all():
+        raise FloatingPointError(f"samples {int(ids[0])}..{int(ids[-1])} contain NaN or inf after Langevin dynamics "
+                                 f"(step_lr {step_lr} may be too large for this model)")
+    return x
+
+
 class FastSampler:
     """The fast path for one model and one set of settings: sampler(ids) -> the samples with these global
     indices, in model space on the device. Built once (a channels_last copy of the model in `dtype`, fused
@@ -75,11 +83,7 @@ class FastSampler:
         m = len(ids)
         run_ids = ids.repeat(2) if m == 1 else ids  # see the class docstring
         x = self._run(self.initial_state(run_ids), run_ids, progress or (lambda k: None))[:m]
-        if not torch.isfinite(x).all():
-            raise FloatingPointError(
-                f"samples {int(ids[0])}..{int(ids[-1])} contain NaN or inf after Langevin dynamics "
-                f"(step_lr {self.step_lr} may be too large for this model)")
-        return x
+        return check_finite(x, ids, self.step_lr)
 
 
 @torch.no_grad()
@@ -138,11 +142,7 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
             x = anneal_langevin(model_score(model), x0, sigmas, n_steps_each=n_steps_each, step_lr=step_lr,
                                 noise_first=config.family == "ncsn", denoise=denoise, noise=noise,
                                 progress=bar.update)
-            if not torch.isfinite(x).all():
-                raise FloatingPointError(
-                    f"batch {b}: samples contain NaN or inf after Langevin dynamics "
-                    f"(step_lr {step_lr} may be too large for this model)")
-            outs.append(x.float().cpu())
+            outs.append(check_finite(x, ids, step_lr).float().cpu())
     return torch.cat(outs)
 
 
