@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .fileio import atomic_write_bytes
+from .ops._backends import why_not
 from .ops.instance_norm_plus import instance_norm_plus_ref
 
 
@@ -36,7 +37,8 @@ def environment(device: torch.device) -> dict:
         env["triton"] = None
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        env.update(gpu=props.name, sm_count=props.multi_processor_count, cuda=torch.version.cuda)
+        env.update(gpu=props.name, sm_count=props.multi_processor_count, cuda=torch.version.cuda,
+                   cudnn_tf32=torch.backends.cudnn.allow_tf32)
         try:
             env["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
                                            capture_output=True, text=True, timeout=20).stdout.strip()
@@ -94,7 +96,6 @@ def _eager_norm_elu(x, gamma, alpha, beta):
 
 
 def _backends_here(device: torch.device) -> list[str]:
-    from .ops._backends import why_not
     return [b for b in ("cuda", "triton", "cpu") if why_not(b, device) is None]
 
 
@@ -244,27 +245,57 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
     return rows
 
 
-def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
+def _ours_variants(gpu: bool, k: int) -> list[tuple[str, torch.dtype, str, bool, int]]:
+    """(name, network dtype, backend, CUDA graph, steps per graph) of our sampler rows. On a GPU: both backends
+    with and without graphs, and one graph of a step against one graph holding all k timed steps (the
+    whole-run form: the host then launches one graph for the run)."""
+    if not gpu:
+        return [(f"ours {str(dt).removeprefix('torch.')}", dt, "auto", False, 1)
+                for dt in (torch.float32, torch.bfloat16)]  # bf16 pays on CPUs with AVX512-BF16/AMX too
+    rows = []
+    for backend in ("cuda", "triton"):
+        if why_not(backend, torch.device("cuda")) is None:
+            rows += [(f"ours float32, {backend}, no graph", torch.float32, backend, False, 1),
+                     (f"ours float32, {backend}, graph of 1 step", torch.float32, backend, True, 1)]
+    best = rows[0][2] if rows else "auto"
+    return rows + [(f"ours float32, {best}, one graph of {k} steps", torch.float32, best, True, k),
+                   (f"ours bfloat16, {best}, graph of 1 step", torch.bfloat16, best, True, 1),
+                   (f"ours bfloat16, {best}, one graph of {k} steps", torch.bfloat16, best, True, k)]
+
+
+SAMPLER_MODELS = {"cifar10": ("CIFAR-10", "CIFAR10"), "celeba": ("CelebA 64", "CELEBA")}
+
+
+def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = (),
+                  models: tuple[str, ...] | None = None, batches: tuple[int, ...] | None = None) -> list[dict]:
     """Annealed Langevin per step, NCSNv2 CIFAR-10 and CelebA-64 configs (random weights), same model, batch and
-    device: the original algorithm in eager PyTorch, the same with torch.compile, and ours (fused; graphed on
-    CUDA; float32 and bfloat16). Each runner is built once (its first call, compilation or capture included,
-    is reported), then K steps of the real ladder are timed; images/s is for the config's full run
-    (CIFAR-10: 232 levels x 5 steps + denoise = 1161 network evaluations; CelebA: 2501)."""
+    device: the original algorithm in eager PyTorch, the same with torch.compile, and ours (fused; on CUDA
+    both backends, graphed or not; float32 and bfloat16). Each runner is built once (its first call,
+    compilation or capture included, is reported), then K steps of the real ladder are timed; images/s is
+    for the config's full run (CIFAR-10: 232 levels x 5 steps + denoise = 1161 network evaluations; CelebA:
+    2501). models / batches narrow the cases (e.g. to fit a time limit)."""
     from .models import build_model
 
     gpu = device.type == "cuda"
-    cifar = ("CIFAR-10", partial(published_ncsnv2, "CIFAR10"))
-    celeba = ("CelebA 64", partial(published_ncsnv2, "CELEBA"))
     if quick:
-        cases, k, repeat = [(cifar, 8, 2)], 2, 1
+        cases, k, repeat = [("cifar10", 8, 2)], 2, 1
     elif gpu:
-        cases = [(cifar, 128, b) for b in (1, 16, 128, 512)] + [(celeba, 128, b) for b in (1, 16, 128)]
+        cases = [("cifar10", 128, b) for b in (1, 16, 128, 512)] + [("celeba", 128, b) for b in (1, 16, 128)]
         k, repeat = 20, 3
     else:
-        cases, k, repeat = [(cifar, 32, 16)], 4, 2
+        cases, k, repeat = [("cifar10", 32, 16)], 4, 2
+    if models:
+        unknown = set(models) - set(SAMPLER_MODELS)
+        if unknown:
+            raise ValueError(f"unknown model(s) {sorted(unknown)}: choose from {sorted(SAMPLER_MODELS)}")
+        cases = [c for c in cases if c[0] in models]
+    if batches:
+        ngf = {m: n for m, n, _ in cases}
+        cases = [(m, ngf[m], b) for m in dict.fromkeys(m for m, _, _ in cases) for b in batches]
     rows = []
-    for (data_name, make_cfg), ngf, batch in cases:
-        cfg = make_cfg(ngf)
+    for model_key, ngf, batch in cases:
+        data_name, dataset = SAMPLER_MODELS[model_key]
+        cfg = published_ncsnv2(dataset, ngf)
         evals = cfg.model.num_classes * cfg.sampling.n_steps_each + int(cfg.sampling.denoise)
         size = cfg.data.image_size
         sig = cfg.sampling_sigmas()[:k]  # K steps: the first K levels, one step each
@@ -277,14 +308,14 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
         for mode in compile_modes:
             runners.append((f"reference + torch.compile ({mode})", partial(_compiled_reference_steps, model, mode,
                                                                            x0, sig, step_lr)))
-        dtypes = [torch.float32, torch.bfloat16]  # bf16 pays on CPUs with AVX512-BF16/AMX too
-        for dtype in dtypes:
-            name = f"ours {str(dtype).removeprefix('torch.')}" + (" + CUDA graph" if gpu else "")
-            runners.append((name, partial(_fast_steps, model, cfg, device, dtype, x0, ids, k, step_lr)))
+        for name, dtype, backend, graph, per_graph in _ours_variants(gpu, k):
+            runners.append((name, partial(_fast_steps, model, cfg, device, dtype, x0, ids, k, step_lr, backend, graph,
+                                          per_graph)))
         base = None
         for name, make in runners:
             if gpu:
                 torch.cuda.synchronize(device)
+                torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(device)
             t0 = time.perf_counter()
             run = make()  # builds the runner and makes its first call
@@ -322,10 +353,11 @@ def anneal_langevin_steps(score, x0, sig, step_lr):
         return anneal_langevin(score, x0, sig, n_steps_each=1, step_lr=step_lr, noise=torch_noise())
 
 
-def _fast_steps(model, cfg, device, dtype, x0, ids, k, step_lr):
+def _fast_steps(model, cfg, device, dtype, x0, ids, k, step_lr, backend="auto", graph=None, steps_per_graph=1):
     from .sampling.api import _fast_runner
     short = cfg.replace(model=dataclasses.replace(cfg.model, num_classes=k))
-    runner, _ = _fast_runner(model, short, device, dtype, True, "auto", None, 1, step_lr, False, 0)
+    runner, _ = _fast_runner(model, short, device, dtype, True, backend, graph, 1, step_lr, False, 0,
+                             steps_per_graph)
     # the ladder of `short` is not the first K levels of cfg, but the cost per step does not depend on sigma
     run = partial(runner, x0, ids, None)
     run()
@@ -367,7 +399,8 @@ def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir
     md = [f"# {name} benchmark: {env.get('gpu') or env['cpu']} ({env['device']})", "",
           f"`{command}` — {env['timestamp']}, git {env.get('git_sha')}, torch {env['torch']}, "
           f"triton {env.get('triton')}, python {env['python']}, {env['cpu_threads']} CPU threads"
-          + (f", CUDA {env.get('cuda')}, driver {env.get('driver')}" if env.get("gpu") else ""), ""]
+          + (f", CUDA {env.get('cuda')}, driver {env.get('driver')}, cuDNN TF32 "
+             f"{'on' if env.get('cudnn_tf32') else 'off'}" if env.get("gpu") else ""), ""]
     if sections.get("ops"):
         md += ["## Fused ops", "", markdown_table(sections["ops"], OPS_COLUMNS), ""]
     if sections.get("forward"):
@@ -379,7 +412,8 @@ def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir
 
 
 def run(suite: str = "all", device: str = "cpu", out_dir: str | Path = "benchmarks/results", quick: bool = False,
-        compile_modes: tuple[str, ...] = (), command: str = "") -> tuple[Path, Path]:
+        compile_modes: tuple[str, ...] = (), command: str = "", models: tuple[str, ...] | None = None,
+        batches: tuple[int, ...] | None = None) -> tuple[Path, Path]:
     dev = torch.device(device)
     sections: dict[str, list[dict]] = {}
     if suite in ("ops", "all"):
@@ -387,6 +421,7 @@ def run(suite: str = "all", device: str = "cpu", out_dir: str | Path = "benchmar
     if suite in ("forward", "all"):
         sections["forward"] = bench_forward(dev, quick, compile_modes)
     if suite in ("sampler", "all"):
-        sections["sampler"] = bench_sampler(dev, quick, compile_modes)
-    name = suite + ("-quick" if quick else "")
+        sections["sampler"] = bench_sampler(dev, quick, compile_modes, models, batches)
+    name = suite + "".join(f"-{m}" for m in models or ()) + (f"-b{'-'.join(map(str, batches))}" if batches else "")
+    name += "-quick" if quick else ""
     return write_results(name, environment(dev), sections, out_dir, command or f"ncsn-fast bench {suite}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -33,6 +34,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def _csv(item):
+    """An argparse type: a comma-separated list of `item`s, as a tuple."""
+    def parse(text: str) -> tuple:
+        return tuple(item(t) for t in text.split(",") if t)
+    return parse
 
 
 def _positive_float(text: str) -> float:
@@ -142,6 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")
     p.add_argument("--compile", nargs="*", default=[], metavar="MODE",
                    help="also time torch.compile of the network in these modes (default, max-autotune, ...)")
+    p.add_argument("--models", type=_csv(str), default=None, metavar="M[,M]",
+                   help="sampler suite: only these configs (cifar10, celeba); the results file is named after them")
+    p.add_argument("--batches", type=_csv(_positive_int), default=None, metavar="B[,B]",
+                   help="sampler suite: these batch sizes instead of the built-in ones")
 
     p = sub.add_parser("demo", help="the NCSN paper's 2-D Gaussian mixture with its exact score")
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
@@ -502,15 +514,21 @@ def cmd_bench(args) -> int:
     from . import bench
 
     _device(args.device)
-    command = "ncsn-fast " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else f"ncsn-fast bench {args.suite}"
-    json_path, md_path = bench.run(args.suite, args.device, args.out, args.quick, tuple(args.compile), command)
+    command = "ncsn-fast " + shlex.join(args.argv)
+    try:
+        json_path, md_path = bench.run(args.suite, args.device, args.out, args.quick, tuple(args.compile), command,
+                                       args.models, args.batches)
+    except ValueError as e:
+        raise NcsnError(str(e)) from None
     print(md_path.read_text())
     print(f"results: {json_path}, {md_path}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command line, recorded with results
     handler = {"sample": cmd_sample, "info": cmd_info, "demo": cmd_demo, "bench": cmd_bench,
                "train": cmd_train, "generate": cmd_generate}[args.command]
     try:

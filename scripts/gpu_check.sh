@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# The GPU check, on a machine with a CUDA GPU: build the extension (CUDA included), then one stage:
-#   test     GPU-only tests: every GPU backend vs the reference at real sizes, CUDA-graph replays drawing
-#            fresh noise, graphed loop == fused loop, GPU sampling == CPU reference; then the ops benchmark
-#   forward  one NCSNv2 forward: eager, fused ops, channels_last, torch.compile; the per-op profile
-#   sampler  the sampler per step: eager original algorithm, torch.compile, ours (graphs, fp32/bf16)
-#   all      the three in turn (longer than one 10-minute device call: run the stages separately there)
+# The GPU check, on a machine with a CUDA GPU: build the extension (CUDA included), then one stage. Each stage
+# is sized for one 10-minute call; in order of priority:
+#   test      GPU-only tests: every GPU backend vs the reference at real sizes, CUDA-graph replays drawing
+#             fresh noise, graphed loops (1 step, 5 steps, whole run per graph) == fused loop, GPU sampling ==
+#             CPU reference, batch-size independence; the ops benchmark; a 2000-image generate smoke run
+#   sampler   the sampler per step, NCSNv2 CIFAR-10 ngf 128, batches 1/16/128/512: eager original algorithm,
+#             torch.compile (default), ours (cuda/triton, graphed or not, graph of 1 step vs of all steps,
+#             fp32/bf16)
+#   forward   one NCSNv2 forward: eager, fused ops, channels_last, torch.compile; the per-op profile
+#   celeba    the sampler on the CelebA 64 config, batches 1/16/128
+#   modes     the sampler at batches 1 and 16 with torch.compile's reduce-overhead and max-autotune modes
+#   all       everything above in turn (longer than one 10-minute call)
 # Results: benchmarks/results/<suite>_<gpu>.{json,md} (commit them); with $OUT set, copies and the log there.
 # The GPU machine has no internet: it uses the Python that has torch, triton, pybind11 and pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-test}
-case "$stage" in test|forward|sampler|all) ;; *) echo "unknown stage '$stage' (test | forward | sampler | all)"; exit 2 ;; esac
+case "$stage" in test|sampler|forward|celeba|modes|all) ;;
+  *) echo "unknown stage '$stage' (test | sampler | forward | celeba | modes | all)"; exit 2 ;; esac
 PY=${PYTHON:-python3}
 LOG=${OUT:-/tmp}/gpu_check_${stage}.log
 exec > >(tee "$LOG") 2>&1
@@ -29,16 +36,23 @@ print('has_cuda', C.has_cuda(), 'devices', C.cuda_device_count())
 print(ops.explain(torch.device('cuda')))"
 
 bench() { "$PY" -m ncsn_fast.cli bench "$@" --device cuda || status=1; }
-case "$stage" in
-  test) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1; bench ops
-        "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check --overwrite --device cuda --batch-size auto \
-          --quiet || status=1 ;;
-  forward) bench forward --compile default
-           "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128 || status=1 ;;
-  sampler) bench sampler --compile default ;;
-  all) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1
-       bench ops; bench forward --compile default; bench sampler --compile default ;;
-esac
+run_stage() {
+  case "$1" in
+    test) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1; bench ops
+          "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check --overwrite --device cuda --batch-size auto \
+            --quiet || status=1 ;;
+    sampler) bench sampler --models cifar10 --compile default ;;
+    forward) bench forward --compile default
+             "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128 || status=1 ;;
+    celeba) bench sampler --models celeba --compile default ;;
+    modes) bench sampler --models cifar10 --batches 1,16 --compile reduce-overhead max-autotune ;;
+  esac
+}
+if [ "$stage" = all ]; then
+  for s in test sampler forward celeba modes; do echo "== stage $s"; run_stage "$s"; done
+else
+  run_stage "$stage"
+fi
 if [ -n "${OUT:-}" ]; then cp benchmarks/results/*.md benchmarks/results/*.json "$OUT"/ 2>/dev/null || true; fi
 echo "== gpu_check $stage: exit status $status"
 exit $status

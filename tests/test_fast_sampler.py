@@ -9,6 +9,7 @@ from ncsn_fast.models import set_backend
 from ncsn_fast.ops import philox_noise
 from ncsn_fast.ops.philox import INIT_STEP, philox_uniform_ref
 from ncsn_fast.sampling import (
+    GraphedLangevin,
     LangevinStats,
     anneal_langevin,
     anneal_langevin_fused,
@@ -47,6 +48,38 @@ def test_fused_loop_equals_reference_loop(variant, backend):
     if backend == "torch" and cfg.family == "ncsn":
         assert torch.equal(fast, ref)  # same op order, same noise words and math: bit for bit
 
+
+
+@pytest.mark.parametrize("steps_per_graph", [1, 5])
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+@pytest.mark.parametrize("variant", ["ncsn_cifar10_ngf8", "ncsnv2_cifar10_ngf8"])
+def test_device_state_loop_equals_fused_loop(variant, backend, steps_per_graph):
+    """What the CUDA graphs hold, run un-captured: the level, labels and coefficients derived on the device
+    from the step counter give the fused loop's samples bit for bit (same kernels, same stream); 5 steps per
+    graph do not divide the run, so the one-step remainder is exercised too."""
+    skip_unless_backend(backend)
+    model, cfg = _load(variant)
+    ids = torch.tensor([3, 0, 7])
+    x0 = philox_uniform_ref(11, INIT_STEP, ids, 3072).view(3, 3, 32, 32)
+    sig = cfg.sampling_sigmas()[:: 20 if cfg.family == "ncsnv2" else 3]
+    kw = dict(n_steps_each=2, step_lr=cfg.sampling.step_lr, denoise=True, seed=11, sample_ids=ids,
+              score_scales=model.score_scales()[: len(sig)])
+    assert (len(sig) * 2) % 5 != 0
+    set_backend(model, backend)
+    fused, _ = anneal_langevin_fused(model_raw_score(model, channels_last=True), x0, sig, backend=backend, **kw)
+    loop = GraphedLangevin(model, 3, (3, 32, 32), channels_last=True, backend=backend,
+                           steps_per_graph=steps_per_graph, capture=False)
+    counted = []
+    out = loop(x0, sig, progress=counted.append, **kw)
+    assert torch.equal(out, fused)
+    assert sum(counted) == len(sig) * 2 + 1
+    assert int(loop.step) == len(sig) * 2
+    again = loop(x0, sig, **kw)  # a second run resets the state
+    assert torch.equal(again, fused)
+    with pytest.raises(ValueError, match="captured shape"):
+        loop(x0[:2], sig, **kw)
+    with pytest.raises(ValueError, match="CUDA device"):
+        GraphedLangevin(model, 3, (3, 32, 32))
 
 def test_bf16_network_float32_state():
     model, cfg = _load("ncsnv2_cifar10_ngf8")

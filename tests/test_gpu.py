@@ -135,9 +135,11 @@ def test_fixture_models_fused_on_gpu(variant, backend):
     assert ((out - io["out"]).abs().max() / io["out"].abs().max()) <= 1e-5
 
 
+@pytest.mark.parametrize("steps_per_graph", [1, 5, 10_000])
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
-def test_graphed_loop_equals_fused_loop(backend):
-    """One captured step replayed L*T times gives the un-graphed fused loop's samples (same stream)."""
+def test_graphed_loop_equals_fused_loop(backend, steps_per_graph):
+    """A graph of one step replayed L*T times, of 5 steps (plus a one-step remainder), or of the whole run,
+    gives the un-graphed fused loop's samples (same stream)."""
     skip_unless_backend(backend, DEV)
     from ncsn_fast.ops.philox import INIT_STEP, philox_uniform_ref
     from ncsn_fast.sampling import GraphedLangevin, anneal_langevin_fused, model_raw_score
@@ -150,8 +152,12 @@ def test_graphed_loop_equals_fused_loop(backend):
     kw = dict(n_steps_each=2, step_lr=cfg.sampling.step_lr, seed=1, sample_ids=ids,
               score_scales=model.score_scales()[: len(sig)], denoise=True)
     fused, _ = anneal_langevin_fused(model_raw_score(model), x0, sig, backend=backend, **kw)
-    graphed = GraphedLangevin(model, 4, (3, 32, 32), backend=backend)(x0, sig, **kw)
+    loop = GraphedLangevin(model, 4, (3, 32, 32), backend=backend, steps_per_graph=steps_per_graph)
+    counted = []
+    graphed = loop(x0, sig, progress=counted.append, **kw)
     assert (graphed - fused).abs().max() <= 1e-5 * fused.abs().max()
+    assert sum(counted) == len(sig) * 2 + 1 and int(loop.step) == len(sig) * 2
+    assert torch.equal(loop(x0, sig, **kw), graphed)  # replays again from a reset state
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)

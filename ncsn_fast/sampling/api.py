@@ -54,7 +54,8 @@ class FastSampler:
     def __init__(self, model: torch.nn.Module, config: Config, *, seed: int = 0, n_steps_each: int | None = None,
                  step_lr: float | None = None, denoise: bool | None = None,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
-                 channels_last: bool = True, backend: str = "auto", graph: bool | None = None):
+                 channels_last: bool = True, backend: str = "auto", graph: bool | None = None,
+                 steps_per_graph: int = 1):
         s = config.sampling
         self.config, self.seed = config, seed
         self.n_steps_each = n_steps_each or s.n_steps_each
@@ -63,7 +64,7 @@ class FastSampler:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.evals = len(config.sampling_sigmas()) * self.n_steps_each + int(self.denoise)  # per batch
         self._run, self._model = _fast_runner(model, config, self.device, dtype, channels_last, backend, graph,
-                                              self.n_steps_each, self.step_lr, self.denoise, seed)
+                                              self.n_steps_each, self.step_lr, self.denoise, seed, steps_per_graph)
         self._dtype, self._channels_last = dtype, channels_last
 
     @torch.no_grad()
@@ -146,8 +147,10 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     return torch.cat(outs)
 
 
-def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr, denoise, seed):
-    """A function (x0, ids, progress) -> x running the fused loop, graphed on CUDA; on a copy of the model."""
+def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr, denoise, seed,
+                 steps_per_graph=1):
+    """A function (x0, ids, progress) -> x running the fused loop, graphed on CUDA (a graph of `steps_per_graph`
+    steps); on a copy of the model."""
     from ..models import set_backend
     from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
 
@@ -165,7 +168,8 @@ def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_
             m = x0.shape[0]
             if m not in graphs:
                 graphs[m] = GraphedLangevin(fast_model, m, config.image_shape, dtype=dtype,
-                                            channels_last=channels_last, backend=backend)
+                                            channels_last=channels_last, backend=backend,
+                                            steps_per_graph=steps_per_graph)
             return graphs[m](x0, sigmas, n_steps_each=n_steps_each, step_lr=step_lr, seed=seed,
                              sample_ids=ids.to(device), score_scales=scales, denoise=denoise, progress=progress)
         x, _ = anneal_langevin_fused(model_raw_score(fast_model, dtype, channels_last), x0, sigmas,

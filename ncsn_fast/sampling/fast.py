@@ -6,8 +6,8 @@ Same algorithm as sampling/langevin.py, with three changes that do not alter the
 - the network's raw output h and the score scale c (1/sigma for NCSNv2) go to the fused update
   x <- x + a c h + b z (ops/langevin_step.py) instead of three elementwise passes and a randn;
 - statistics, when asked, stay on the device until the end.
-`GraphedLangevin` captures one step (network forward + fused update) in a CUDA graph and replays it,
-the level, the step counter and the coefficients living in device buffers updated between replays.
+`GraphedLangevin` keeps the loop's state (step counter, level table) on the device, so that a CUDA graph of
+one step, or of many, is captured once and replayed for the whole run.
 """
 
 from __future__ import annotations
@@ -99,43 +99,73 @@ def model_raw_score(model: torch.nn.Module, dtype: torch.dtype = torch.float32, 
 
 
 class GraphedLangevin:
-    """One Langevin step (forward + fused update) captured in a CUDA graph, replayed L*T times.
+    """The fused loop with all its state on the device, captured in CUDA graphs and replayed.
 
-    Static device buffers hold x, the labels, the step counter and the level's coefficients; between
-    replays they are updated with device-side copies, so one capture serves every level and every step,
-    and each replay draws fresh noise (the step counter is read by the kernel).
+    Static buffers hold x, the sample indices, the seed, the global step counter and the level table
+    {a, c, b}; one step is: level = step // T, labels and coefficients gathered from the table on the device,
+    the network forward, the fused update (whose kernel reads seed and step from device memory: fresh noise
+    every step), step += 1. Nothing of it is a host value, so a graph of `steps_per_graph` consecutive steps
+    serves every level: the run is L*T/k replays of one graph (plus a one-step graph for a remainder), and
+    the host does nothing between replays. k = 1 keeps capture time and graph size smallest; k = L*T is the
+    whole run in one graph. capture=False runs the same steps eagerly (any device): the un-captured form of
+    exactly what the graphs hold.
     """
 
     def __init__(self, model: torch.nn.Module, batch_size: int, image_shape: tuple[int, ...], *,
                  dtype: torch.dtype = torch.float32, channels_last: bool = False, backend: str = "auto",
-                 warmup: int = 3):
+                 steps_per_graph: int = 1, capture: bool = True, warmup: int = 2):
         device = next(model.parameters()).device
-        if device.type != "cuda":
-            raise ValueError("CUDA graphs need the model on a CUDA device")
+        if capture and device.type != "cuda":
+            raise ValueError("CUDA graphs need the model on a CUDA device (capture=False runs the loop eagerly)")
+        if steps_per_graph < 1:
+            raise ValueError(f"steps_per_graph must be >= 1, got {steps_per_graph}")
         self.model, self.device, self.dtype = model, device, dtype
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.backend = backend
+        self.backend, self.k, self.capture, self.warmup = backend, steps_per_graph, capture, warmup
         self.x = torch.zeros(batch_size, *image_shape, device=device)
         self.labels = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.ids = torch.arange(batch_size, device=device)
         self.seed = torch.zeros(1, dtype=torch.int64, device=device)
         self.step = torch.zeros(1, dtype=torch.int64, device=device)
+        self.n_steps_each = torch.ones(1, dtype=torch.int64, device=device)
         self.coefs = torch.zeros(3, device=device)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.inference_mode():
-            side = torch.cuda.Stream(device)
-            side.wait_stream(torch.cuda.current_stream(device))
-            with torch.cuda.stream(side):  # warm-up: compile Triton kernels, pick cuDNN algorithms
-                for _ in range(warmup):
-                    self._step()
-            torch.cuda.current_stream(device).wait_stream(side)
-            with torch.cuda.graph(self.graph):
-                self._step()
+        self.table: torch.Tensor | None = None  # (L, 3), allocated for the first run's L
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # steps per graph -> graph
 
     def _step(self) -> None:
+        level = torch.div(self.step, self.n_steps_each, rounding_mode="floor")
+        self.labels.copy_(level.expand_as(self.labels))
+        self.coefs.copy_(self.table.index_select(0, level).view(3))
         h = self.model(self.x.to(dtype=self.dtype, memory_format=self.fmt), self.labels, raw=True)
         langevin_step_(self.x, h, self.coefs, seed=self.seed, step=self.step, sample_ids=self.ids,
                        backend=self.backend)
+        self.step.add_(1)
+
+    def _steps(self, k: int) -> None:
+        for _ in range(k):
+            self._step()
+
+    def _graph(self, k: int):
+        """The graph of k steps, captured on first use (after warm-up steps; the run resets the state)."""
+        if k not in self.graphs:
+            pool = next(iter(self.graphs.values())).pool() if self.graphs else None
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):  # warm-up: compile Triton kernels, pick cuDNN algorithms
+                for _ in range(self.warmup):
+                    self._step()
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=pool):
+                self._steps(k)
+            self.graphs[k] = graph
+        return self.graphs[k]
+
+    def _replay(self, k: int) -> None:
+        if self.capture:
+            self._graph(k).replay()
+        else:
+            self._steps(k)
 
     @torch.inference_mode()
     def __call__(self, x0: torch.Tensor, sigmas: torch.Tensor, *, n_steps_each: int, step_lr: float, seed: int,
@@ -145,19 +175,33 @@ class GraphedLangevin:
             raise ValueError(f"x0 must have the captured shape {tuple(self.x.shape)}, got {tuple(x0.shape)}")
         sig = torch.as_tensor(sigmas)
         table = coefficient_table(sig, step_lr, score_scales, self.device)
-        self.x.copy_(x0)
-        self.ids.copy_(sample_ids)
+        if self.table is None or self.table.shape != table.shape:
+            self.table = torch.empty_like(table)
+            self.graphs.clear()  # captured against the old table
+        self.table.copy_(table)
+        self.n_steps_each.fill_(n_steps_each)
         self.seed.fill_(seed)
-        i = 0
-        for level in range(len(sig)):
-            self.labels.fill_(level)
-            self.coefs.copy_(table[level])
-            for _ in range(n_steps_each):
-                self.step.fill_(i)
-                self.graph.replay()
-                if progress is not None:
-                    progress(1)
-                i += 1
+        self.ids.copy_(sample_ids)
+        total = len(sig) * n_steps_each
+        chunks = [min(self.k, total)] * (total // min(self.k, total)) + [1] * (total % min(self.k, total))
+        if self.capture:  # capture (and warm up) before the state is set: warm-up steps move it
+            for k in sorted(set(chunks), reverse=True):
+                self.step.zero_()
+                self._graph(k)
+        self.x.copy_(x0)
+        self.step.zero_()
+        # With a progress bar the host stays at most two replays ahead of the device, so the bar shows work
+        # done, not work queued.
+        done = []
+        for k in chunks:
+            self._replay(k)
+            if progress is not None:
+                if self.capture:
+                    done.append(torch.cuda.Event())
+                    done[-1].record()
+                    if len(done) > 2:
+                        done.pop(0).synchronize()
+                progress(k)
         x = self.x.clone()
         if denoise:
             self.labels.fill_(len(sig) - 1)
