@@ -10,10 +10,12 @@ import triton.language as tl
 
 from . import INTERPRET
 
-PHILOX_M0: tl.constexpr = 0xD2511F53
-PHILOX_M1: tl.constexpr = 0xCD9E8D57
-PHILOX_W0: tl.constexpr = 0x9E3779B9
-PHILOX_W1: tl.constexpr = 0xBB67AE85
+# Globals read by compiled kernels must be tl.constexpr instances (an annotation is not enough: the
+# interpreter accepts it, the GPU compiler does not; tests/triton_cuda_compile.py checks the compiled path).
+PHILOX_M0 = tl.constexpr(0xD2511F53)
+PHILOX_M1 = tl.constexpr(0xCD9E8D57)
+PHILOX_W0 = tl.constexpr(0x9E3779B9)
+PHILOX_W1 = tl.constexpr(0xBB67AE85)
 
 if INTERPRET:  # module-level aliases of tl.* are not patched by the interpreter: wrap them
     @triton.jit
