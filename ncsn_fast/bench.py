@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -267,13 +268,14 @@ SAMPLER_MODELS = {"cifar10": ("CIFAR-10", "CIFAR10"), "celeba": ("CelebA 64", "C
 
 
 def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = (),
-                  models: tuple[str, ...] | None = None, batches: tuple[int, ...] | None = None) -> list[dict]:
+                  models: tuple[str, ...] | None = None, batches: tuple[int | str, ...] | None = None) -> list[dict]:
     """Annealed Langevin per step, NCSNv2 CIFAR-10 and CelebA-64 configs (random weights), same model, batch and
     device: the original algorithm in eager PyTorch, the same with torch.compile, and ours (fused; on CUDA
     both backends, graphed or not; float32 and bfloat16). Each runner is built once (its first call,
     compilation or capture included, is reported), then K steps of the real ladder are timed; images/s is
     for the config's full run (CIFAR-10: 232 levels x 5 steps + denoise = 1161 network evaluations; CelebA:
-    2501). models / batches narrow the cases (e.g. to fit a time limit)."""
+    2501). models / batches narrow the cases (e.g. to fit a time limit); batch 'max' is the largest
+    power of two that fits (largest_batch)."""
     from .models import build_model
 
     gpu = device.type == "cuda"
@@ -296,6 +298,10 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
     for model_key, ngf, batch in cases:
         data_name, dataset = SAMPLER_MODELS[model_key]
         cfg = published_ncsnv2(dataset, ngf)
+        label = batch
+        if batch == "max":
+            batch = largest_batch(cfg, device)
+            label = f"{batch} (max)"
         evals = cfg.model.num_classes * cfg.sampling.n_steps_each + int(cfg.sampling.denoise)
         size = cfg.data.image_size
         sig = cfg.sampling_sigmas()[:k]  # K steps: the first K levels, one step each
@@ -325,13 +331,27 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
             t = time_fn(run, device, warmup=0, repeat=repeat)
             ms_step = t["ms"] / k
             base = base or ms_step
-            rows.append({"model": f"NCSNv2 {data_name} ngf {ngf}", "batch": batch, "variant": name,
+            rows.append({"model": f"NCSNv2 {data_name} ngf {ngf}", "batch": label, "variant": name,
                          "ms_per_step": ms_step, "evals": evals,
                          "images_per_s": batch / (ms_step * evals * 1e-3), "speedup": base / ms_step,
                          "first_call_s": first,
                          "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if gpu else None})
             del run
     return rows
+
+
+def largest_batch(cfg, device: torch.device, cap: int = 8192) -> int:
+    """The largest power-of-two batch whose eager network evaluation (the most memory-hungry runner) peaks
+    under 80 % of the GPU's memory, as `generate --batch-size auto` picks; on the CPU the config's batch."""
+    from .generate import auto_batch_size
+    from .models import build_model
+
+    model = build_model(cfg).to(device).eval()
+
+    @torch.no_grad()
+    def probe(b: int) -> None:
+        model(torch.rand(b, *cfg.image_shape, device=device), torch.zeros(b, dtype=torch.long, device=device))
+    return auto_batch_size(SimpleNamespace(probe=probe), cfg, device, cap)
 
 
 def _reference_steps(model, x0, sig, step_lr):
@@ -413,7 +433,7 @@ def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir
 
 def run(suite: str = "all", device: str = "cpu", out_dir: str | Path = "benchmarks/results", quick: bool = False,
         compile_modes: tuple[str, ...] = (), command: str = "", models: tuple[str, ...] | None = None,
-        batches: tuple[int, ...] | None = None) -> tuple[Path, Path]:
+        batches: tuple[int | str, ...] | None = None) -> tuple[Path, Path]:
     dev = torch.device(device)
     sections: dict[str, list[dict]] = {}
     if suite in ("ops", "all"):

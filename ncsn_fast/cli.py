@@ -43,6 +43,10 @@ def _csv(item):
     return parse
 
 
+def _batch_or_max(text: str) -> int | str:
+    return "max" if text == "max" else _positive_int(text)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -152,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time torch.compile of the network in these modes (default, max-autotune, ...)")
     p.add_argument("--models", type=_csv(str), default=None, metavar="M[,M]",
                    help="sampler suite: only these configs (cifar10, celeba); the results file is named after them")
-    p.add_argument("--batches", type=_csv(_positive_int), default=None, metavar="B[,B]",
-                   help="sampler suite: these batch sizes instead of the built-in ones")
+    p.add_argument("--batches", type=_csv(_batch_or_max), default=None, metavar="B[,B]",
+                   help="sampler suite: these batch sizes instead of the built-in ones; 'max': the largest "
+                        "power of two that fits in GPU memory")
 
     p = sub.add_parser("demo", help="the NCSN paper's 2-D Gaussian mixture with its exact score")
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")

@@ -8,6 +8,7 @@
 #             torch.compile (default), ours (cuda/triton, graphed or not, graph of 1 step vs of all steps,
 #             fp32/bf16)
 #   forward   one NCSNv2 forward: eager, fused ops, channels_last, torch.compile; the per-op profile
+#   large     the sampler at the largest power-of-two batch that fits (CIFAR-10)
 #   celeba    the sampler on the CelebA 64 config, batches 1/16/128
 #   modes     the sampler at batches 1 and 16 with torch.compile's reduce-overhead and max-autotune modes
 #   all       everything above in turn (longer than one 10-minute call)
@@ -16,8 +17,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-test}
-case "$stage" in test|sampler|forward|celeba|modes|all) ;;
-  *) echo "unknown stage '$stage' (test | sampler | forward | celeba | modes | all)"; exit 2 ;; esac
+case "$stage" in test|sampler|forward|large|celeba|modes|all) ;;
+  *) echo "unknown stage '$stage' (test | sampler | forward | large | celeba | modes | all)"; exit 2 ;; esac
 PY=${PYTHON:-python3}
 LOG=${OUT:-/tmp}/gpu_check_${stage}.log
 exec > >(tee "$LOG") 2>&1
@@ -44,12 +45,13 @@ run_stage() {
     sampler) bench sampler --models cifar10 --compile default ;;
     forward) bench forward --compile default
              "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128 || status=1 ;;
+    large) bench sampler --models cifar10 --batches max --compile default ;;
     celeba) bench sampler --models celeba --compile default ;;
     modes) bench sampler --models cifar10 --batches 1,16 --compile reduce-overhead max-autotune ;;
   esac
 }
 if [ "$stage" = all ]; then
-  for s in test sampler forward celeba modes; do echo "== stage $s"; run_stage "$s"; done
+  for s in test sampler forward large celeba modes; do echo "== stage $s"; run_stage "$s"; done
 else
   run_stage "$stage"
 fi

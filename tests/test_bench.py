@@ -28,11 +28,13 @@ def test_bench_quick_writes_results(tmp_path, capsys):
 def test_bench_sampler_narrowed_cases(tmp_path, capsys):
     """--batches replaces the built-in batch sizes, and the results file is named after the narrowing, so that
     runs split to fit a time limit do not overwrite each other; a bad model name is one clear error."""
-    assert main(["bench", "sampler", "--quick", "--batches", "2,3", "--models", "cifar10", "--out", str(tmp_path)]) == 0
-    (path,) = tmp_path.glob("sampler-cifar10-b2-3-quick_*.json")
+    argv = ["bench", "sampler", "--quick", "--batches", "2,max", "--models", "cifar10", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    (path,) = tmp_path.glob("sampler-cifar10-b2-max-quick_*.json")
     data = json.loads(path.read_text())
-    assert sorted({r["batch"] for r in data["sampler"]}) == [2, 3]
-    assert "ncsn-fast bench sampler --quick --batches 2,3" in data["command"]
+    # 'max' on the CPU: the config's sampling batch (on a GPU the largest power of two that fits)
+    assert [r["batch"] for r in data["sampler"]][::3] == [2, "100 (max)"]
+    assert data["command"] == "ncsn-fast " + " ".join(argv)
     capsys.readouterr()
     assert main(["bench", "sampler", "--quick", "--models", "imagenet", "--out", str(tmp_path)]) == 2
     assert "unknown model(s) ['imagenet']" in capsys.readouterr().err
