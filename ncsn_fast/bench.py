@@ -227,22 +227,27 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
             base = base or t["ms"]
             rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
                          "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]})
-        set_backend(model, "torch")
-        model = model.to(memory_format=torch.contiguous_format)
+        # torch.compile of the eager network, and of ours (our ops compose with it: both together)
+        xc = x.to(memory_format=torch.channels_last)
         for mode in compile_modes:
-            torch._dynamo.reset()
-            compiled = torch.compile(model, mode=None if mode == "default" else mode)
-            t0 = time.perf_counter()
-            with torch.no_grad():
-                compiled(x, y)
-            if gpu:
-                torch.cuda.synchronize(device)
-            first = time.perf_counter() - t0
-            with torch.no_grad():
-                t = time_fn(partial(compiled, x, y), device, warmup=2, repeat=repeat)
-            rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": f"torch.compile ({mode})",
-                         "ms": t["ms"], "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
-                         "first_call_s": first})
+            for name, backend, fmt, xin in ((f"torch.compile ({mode})", "torch", torch.contiguous_format, x),
+                                            (f"fused ops + channels_last + torch.compile ({mode})", "auto",
+                                             torch.channels_last, xc)):
+                torch._dynamo.reset()
+                set_backend(model, backend)
+                compiled = torch.compile(model.to(memory_format=fmt), mode=None if mode == "default" else mode)
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    compiled(xin, y)
+                if gpu:
+                    torch.cuda.synchronize(device)
+                first = time.perf_counter() - t0
+                with torch.no_grad():
+                    t = time_fn(partial(compiled, xin, y), device, warmup=2, repeat=repeat)
+                rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
+                             "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
+                             "first_call_s": first})
+        set_backend(model, "torch")
     return rows
 
 
@@ -317,6 +322,15 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
         for name, dtype, backend, graph, per_graph in _ours_variants(gpu, k):
             runners.append((name, partial(_fast_steps, model, cfg, device, dtype, x0, ids, k, step_lr, backend, graph,
                                           per_graph)))
+        # Both together: our loop and ops around a compiled network body (reduce-overhead's own CUDA graphs
+        # cannot nest in ours, so on a GPU that mode is not combined).
+        for mode in compile_modes:
+            if gpu and mode == "reduce-overhead":
+                continue
+            graph_note = ", graph of 1 step" if gpu else ""
+            runners.append((f"ours float32 + torch.compile ({mode}){graph_note}",
+                            partial(_fast_steps, model, cfg, device, torch.float32, x0, ids, k, step_lr, "auto", None,
+                                    1, mode)))
         base = None
         for name, make in runners:
             if gpu:
@@ -373,11 +387,14 @@ def anneal_langevin_steps(score, x0, sig, step_lr):
         return anneal_langevin(score, x0, sig, n_steps_each=1, step_lr=step_lr, noise=torch_noise())
 
 
-def _fast_steps(model, cfg, device, dtype, x0, ids, k, step_lr, backend="auto", graph=None, steps_per_graph=1):
+def _fast_steps(model, cfg, device, dtype, x0, ids, k, step_lr, backend="auto", graph=None, steps_per_graph=1,
+                compile_mode=None):
     from .sampling.api import _fast_runner
+    if compile_mode is not None:
+        torch._dynamo.reset()
     short = cfg.replace(model=dataclasses.replace(cfg.model, num_classes=k))
     runner, _ = _fast_runner(model, short, device, dtype, True, backend, graph, 1, step_lr, False, 0,
-                             steps_per_graph)
+                             steps_per_graph, compile_mode)
     # the ladder of `short` is not the first K levels of cfg, but the cost per step does not depend on sigma
     run = partial(runner, x0, ids, None)
     run()

@@ -66,6 +66,7 @@ def why_not(backend: str, device: torch.device) -> str | None:
     raise ValueError(f"unknown backend {backend!r}; choose from {('auto',) + BACKENDS}")
 
 
+@torch.compiler.assume_constant_result  # under torch.compile: decided once while tracing, not traced into
 def choose(backend: str, device: torch.device, supported: tuple[str, ...] = BACKENDS) -> str:
     """Resolve 'auto' (first of `supported` that can run) or check an explicit choice."""
     if backend == "auto":

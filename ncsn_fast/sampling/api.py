@@ -148,9 +148,9 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
 
 
 def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr, denoise, seed,
-                 steps_per_graph=1):
+                 steps_per_graph=1, compile_mode=None):
     """A function (x0, ids, progress) -> x running the fused loop, graphed on CUDA (a graph of `steps_per_graph`
-    steps); on a copy of the model."""
+    steps); on a copy of the model, with compile_mode under torch.compile too (our ops compose with it)."""
     from ..models import set_backend
     from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
 
@@ -158,6 +158,8 @@ def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_
     if channels_last:
         fast_model = fast_model.to(memory_format=torch.channels_last)
     set_backend(fast_model, backend)
+    if compile_mode is not None:
+        fast_model = torch.compile(fast_model, mode=None if compile_mode == "default" else compile_mode)
     sigmas = config.sampling_sigmas()
     scales = model.score_scales()[: len(sigmas)]  # the scale of each label the loop uses
     graph = device.type == "cuda" if graph is None else graph

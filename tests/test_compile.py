@@ -1,0 +1,61 @@
+"""The fused ops compose with torch.compile: traced whole (fullgraph=True, no graph breaks), compiled by inductor
+around them, same results as eager. (The ops are torch.library custom ops with fake implementations; the
+backend choice is decided once while tracing.)"""
+
+import shutil
+
+import pytest
+import torch
+from conftest import fixture_path, skip_unless_backend
+
+from ncsn_fast import load_checkpoint
+from ncsn_fast.models import set_backend
+from ncsn_fast.ops import elu, instance_norm_plus, langevin_coefs, langevin_step_, pool5x5
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                                reason="torch.compile's CPU code generation needs a C++ compiler")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def test_ops_fullgraph_equal_eager():
+    skip_unless_backend("cpu")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 8, 8, 8, generator=g).to(memory_format=torch.channels_last)
+    gamma, alpha, beta = (torch.rand(8, generator=g) + 0.5 for _ in range(3))
+    state = torch.randn(2, 3, 8, 8, generator=g)
+    coefs, ids = langevin_coefs(0.01, 2.0), torch.tensor([5, 1])
+
+    def chain(x, state):
+        h = instance_norm_plus(x, gamma, alpha, beta, elu=True, backend="cpu")
+        h = pool5x5(h, "max", backend="cpu") * 0.5 + h  # inductor fuses the elementwise part around our ops
+        h = elu(h, backend="cpu")
+        langevin_step_(state, h[:, :3].contiguous(), coefs, seed=7, step=3, sample_ids=ids, backend="cpu")
+        return h, state
+
+    compiled = torch.compile(chain, fullgraph=True)
+    with torch.no_grad():
+        h_eager, s_eager = chain(x, state.clone())
+        h_comp, s_comp = compiled(x, state.clone())
+    assert torch.equal(h_comp, h_eager)
+    assert torch.equal(s_comp, s_eager)  # the in-place update (mutates_args) happened, with the same noise
+
+
+@pytest.mark.slow
+def test_fused_model_fullgraph_matches_eager():
+    skip_unless_backend("cpu")
+    model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
+                                 config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"))
+    set_backend(model, "cpu").to(memory_format=torch.channels_last)
+    x = torch.rand(2, 3, 32, 32).to(memory_format=torch.channels_last)
+    y = torch.tensor([0, 7])
+    with torch.no_grad():
+        eager = model(x, y, raw=True)
+        compiled = torch.compile(model, fullgraph=True)(x, y, raw=True)
+    # float32; inductor may reassociate the elementwise code between the convolutions and our ops
+    assert (compiled - eager).abs().max() <= 1e-5 * eager.abs().max()
