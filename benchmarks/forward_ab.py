@@ -2,7 +2,7 @@
 so the machine's drift hits all alike; medians over the rounds. On a noisy shared CPU this is steadier than
 timing one variant after another.
 
-    python benchmarks/forward_ab.py --ngf 32 --batch 64 --rounds 12
+    python benchmarks/forward_ab.py --ngf 32 --batch 64 --rounds 12 [--compile]
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ def main() -> None:
     ap.add_argument("--ngf", type=int, default=32)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--compile", action="store_true",
+                    help="add torch.compile (default mode) of the eager network and of ours (compiled first)")
     args = ap.parse_args()
     cfg = published_ncsnv2("CIFAR10", args.ngf)
     torch.manual_seed(0)
@@ -39,6 +41,10 @@ def main() -> None:
             "fused ops + channels_last": lambda: fused(xc, y),
             "fused ops + channels_last + elu op": lambda: fused_elu(xc, y),
             "fused ops + channels_last, bf16": lambda: bf16(xc.bfloat16(), y)}
+    if args.compile:
+        compiled_eager, compiled_ours = torch.compile(eager), torch.compile(fast())
+        runs["torch.compile (eager network)"] = lambda: compiled_eager(x, y)
+        runs["fused ops + channels_last + torch.compile"] = lambda: compiled_ours(xc, y)
     times: dict[str, list[float]] = {k: [] for k in runs}
     with torch.no_grad():
         for f in runs.values():
@@ -52,7 +58,7 @@ def main() -> None:
     print(f"NCSNv2 ngf {args.ngf}, batch {args.batch}, {torch.get_num_threads()} threads, {args.rounds} rounds")
     for name, v in times.items():
         m = statistics.median(v)
-        print(f"{name:40s} median {m * 1e3:7.1f} ms (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f})  "
+        print(f"{name:44s} median {m * 1e3:7.1f} ms (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f})  "
               f"{base / m:.2f}x")
 
 
