@@ -1,0 +1,234 @@
+"""The CUDA kernels and launchers of csrc/*.cu, run on the CPU through a stand-in for the CUDA runtime.
+
+nvcc compiles the CUDA sources in every build, but only a GPU runs them. Here g++ compiles the same files
+against tests/cuda_emu/cuda_runtime.h (each CUDA thread a fiber; __syncthreads and warp shuffles are barriers
+between them), after each `kernel<<<grid, block, smem, stream>>>(args)` is rewritten into an emulated launch,
+so the kernels' index arithmetic, grid-stride loops, layouts, dtypes, warp and block reductions and the
+launchers' grid sizes are checked against the PyTorch references without a GPU. Device maths (cosf, expm1f,
+...) is the host's libm here, so normals are compared to 1e-6 as across the other backends.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ncsn_fast.ops import instance_norm_plus_ref, langevin_coefs, langevin_step_ref, philox_normal_ref, pool5x5_ref
+from ncsn_fast.ops.philox import philox_words_ref
+
+REPO = Path(__file__).resolve().parents[1]
+CSRC = REPO / "csrc"
+EMU = Path(__file__).with_name("cuda_emu")
+CXX = shutil.which("g++") or shutil.which("c++")
+pytestmark = pytest.mark.skipif(CXX is None, reason="needs a C++ compiler to build the emulated CUDA sources")
+DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+SHIM = r"""
+#include "ops_cuda.h"
+using namespace ncsn;
+extern "C" {
+int emu_philox(void* out, const int64_t* ids, int64_t n, int64_t numel, const int64_t* seed, const int64_t* step,
+               int words) { return philox_cuda(out, ids, n, numel, seed, step, words != 0, 0); }
+int emu_langevin_step(float* x, const void* h, int dtype, const int64_t* ids, int64_t n, int64_t channels,
+                      int64_t hw, int channels_last, const int64_t* seed, const int64_t* step, const float* coefs,
+                      float* stats) {
+  return langevin_step_cuda(x, h, dtype, ids, n, channels, hw, channels_last != 0, seed, step, coefs, stats, 0);
+}
+int emu_instance_norm_plus(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                           int channels_last, const float* gamma, const float* alpha, const float* beta,
+                           int64_t param_stride, int elu, float* work) {
+  return instance_norm_plus_cuda(x, out, dtype, n, channels, hw, channels_last != 0, gamma, alpha, beta,
+                                 param_stride, elu != 0, work, 0);
+}
+int emu_pool5x5(const void* x, void* out, int dtype, int is_max, int64_t n, int64_t channels, int64_t height,
+                int64_t width, int channels_last) {
+  return pool5x5_cuda(x, out, dtype, is_max != 0, n, channels, height, width, channels_last != 0, 0);
+}
+int emu_elu(const void* x, void* out, int dtype, int64_t numel) { return elu_cuda(x, out, dtype, numel, 0); }
+}
+"""
+
+
+def _matching(src: str, open_at: int) -> int:
+    depth = 0
+    for i in range(open_at, len(src)):
+        depth += {"(": 1, ")": -1}.get(src[i], 0)
+        if depth == 0:
+            return i
+    raise ValueError("unbalanced parentheses")
+
+
+def _split_top(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i].strip())
+            start = i + 1
+    return parts + [text[start:].strip()]
+
+
+def rewrite_launches(src: str) -> str:
+    """`kernel<<<grid, block[, smem, stream]>>>(args)` -> `::cuda_emu::launch(dim3(grid), dim3(block), [&] {...})`."""
+    out, i = [], 0
+    while (j := src.find("<<<", i)) >= 0:
+        name = re.search(r"([A-Za-z_]\w*(?:<[^<>;(){}]*>)?)\s*$", src[i:j])
+        k = src.index(">>>", j)
+        config = _split_top(src[j + 3:k])
+        p = k + 3
+        q = _matching(src, p)
+        out.append(src[i:i + name.start(1)])
+        call = f"{name.group(1)}{src[p:q + 1]}"
+        out.append(f"::cuda_emu::launch(dim3({config[0]}), dim3({config[1]}), [&] {{ {call}; }})")
+        i = q + 1
+    out.append(src[i:])
+    return "".join(out)
+
+
+@pytest.fixture(scope="module")
+def emu(tmp_path_factory):
+    build = tmp_path_factory.mktemp("cuda_emu")
+    sources = []
+    for cu in sorted(CSRC.glob("*.cu")):
+        path = build / (cu.stem + "_emu.cpp")
+        path.write_text(rewrite_launches(cu.read_text()))
+        sources.append(str(path))
+    (build / "shim.cpp").write_text(SHIM)
+    lib = build / "libcuda_emu.so"
+    cmd = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-w", f"-I{EMU}", f"-I{CSRC}", *sources,
+           str(build / "shim.cpp"), "-o", str(lib)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return ctypes.CDLL(str(lib))
+
+
+def _p(t: torch.Tensor | None):
+    return ctypes.c_void_p(t.data_ptr() if t is not None else 0)
+
+
+I64 = ctypes.c_int64
+
+
+def test_every_launch_is_rewritten():
+    for cu in CSRC.glob("*.cu"):
+        assert "<<<" not in rewrite_launches(cu.read_text()), cu.name
+    assert rewrite_launches("k<true><<<g, 256, 0, s>>>(a, f(b, c));") == \
+        "::cuda_emu::launch(dim3(g), dim3(256), [&] { k<true>(a, f(b, c)); });"
+
+
+def test_philox(emu):
+    ids = torch.tensor([0, 5, 2 ** 32 - 1, 2 ** 32 + 3])  # across the 32-bit sample boundary
+    numel = 75  # not a multiple of 4: the last group is partial
+    seed, step = torch.tensor([2 ** 40 + 3]), torch.tensor([17])
+    words = torch.empty(4, numel, dtype=torch.int64)
+    assert emu.emu_philox(_p(words), _p(ids), I64(4), I64(numel), _p(seed), _p(step), 1) == 0
+    assert torch.equal(words, philox_words_ref(2 ** 40 + 3, 17, ids, numel))
+    z = torch.empty(4, numel)
+    assert emu.emu_philox(_p(z), _p(ids), I64(4), I64(numel), _p(seed), _p(step), 0) == 0
+    assert (z - philox_normal_ref(2 ** 40 + 3, 17, ids, numel)).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize("dtype", DTYPE_CODES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", [(3, 3, 5, 7), (2, 3, 32, 32)], ids=["odd", "cifar"])
+def test_langevin_step(emu, dtype, channels_last, shape):
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.randn(shape, generator=g) * 3
+    h = torch.randn(shape, generator=g).to(dtype)
+    if channels_last:
+        h = h.to(memory_format=torch.channels_last)
+    n, c = shape[:2]
+    hw = shape[2] * shape[3]
+    ids = torch.arange(10, 10 + n)
+    coefs = langevin_coefs(step_size=0.37, score_scale=1 / 0.2)
+    x, stats = x0.clone(), torch.zeros(n, 2)
+    seed, step = torch.tensor([1234]), torch.tensor([77])
+    assert emu.emu_langevin_step(_p(x), _p(h), DTYPE_CODES[dtype], _p(ids), I64(n), I64(c), I64(hw),
+                                 int(channels_last), _p(seed), _p(step), _p(coefs), _p(stats)) == 0
+    z = philox_normal_ref(1234, 77, ids, x0[0].numel())
+    ref = langevin_step_ref(x0, h, coefs, z)
+    tol = coefs[2].item() * 1e-6 + 4 * torch.finfo(torch.float32).eps * (x0.abs() + 2 * 1.85 * h.float().abs()).max()
+    assert (x - ref).abs().max() <= tol
+    hf = h.float().reshape(n, -1)
+    # per-sample sums reduced by warp shuffles, then one atomic add per warp
+    torch.testing.assert_close(stats, torch.stack([(hf * hf).sum(1), (z * z).sum(1)], 1), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPE_CODES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", [(3, 5, 7, 3), (2, 4, 20, 20)], ids=["under_a_block", "over_a_block"])
+@pytest.mark.parametrize("cond,elu", [(False, False), (False, True), (True, True)], ids=["in", "in_elu", "cin_elu"])
+def test_instance_norm_plus(emu, dtype, channels_last, shape, cond, elu):
+    g = torch.Generator().manual_seed(1)
+    n, c, hh, ww = shape
+    x = (torch.randn(shape, generator=g) * 2 + 3).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    ps = (n, c) if cond else (c,)
+    gamma, alpha = 1 + 0.2 * torch.randn(ps, generator=g), 1 + 0.2 * torch.randn(ps, generator=g)
+    beta = 0.2 * torch.randn(ps, generator=g)
+    out, work = torch.empty_like(x), torch.empty(3 * n * c)
+    assert emu.emu_instance_norm_plus(_p(x), _p(out), DTYPE_CODES[dtype], I64(n), I64(c), I64(hh * ww),
+                                      int(channels_last), _p(gamma), _p(alpha), _p(beta), I64(c if cond else 0),
+                                      int(elu), _p(work)) == 0
+    ref64 = instance_norm_plus_ref(x.double(), gamma.double(), alpha.double(), beta.double(), elu)
+    ref = instance_norm_plus_ref(x.float(), gamma, alpha, beta, elu).to(dtype)
+    mu = x.double().mean(dim=(2, 3))
+    amplify = (mu.abs().amax(1) / mu.std(dim=1)).max()
+    scale = (x.double().std() * gamma.abs().max() + gamma.abs().max() * alpha.abs().max() * 3).item()
+    atol = 8 * 2 ** -23 * amplify * (gamma * alpha).abs().max() + 2 * torch.finfo(dtype).eps * scale
+    assert (out.double() - ref64).abs().max() <= 2 * (ref.double() - ref64).abs().max() + atol
+
+
+@pytest.mark.parametrize("dtype", DTYPE_CODES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_pool5x5(emu, dtype, channels_last, mode):
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(2, 3, 6, 9, generator=g).to(dtype)
+    if mode == "max":
+        x.view(-1)[::17] = float("nan")
+        x.view(-1)[5] = float("inf")
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    out = torch.empty_like(x)
+    assert emu.emu_pool5x5(_p(x), _p(out), DTYPE_CODES[dtype], int(mode == "max"), I64(2), I64(3), I64(6), I64(9),
+                           int(channels_last)) == 0
+    ref = pool5x5_ref(x, mode)
+    if mode == "max":  # bit-identical, NaN and inf included
+        assert torch.equal(out.isnan(), ref.isnan()) and torch.equal(out.nan_to_num(0.0), ref.nan_to_num(0.0))
+    else:
+        ref = pool5x5_ref(x.float(), mode)
+        tol = 8 * 2 ** -24 if dtype == torch.float32 else 2 ** -8
+        assert ((out.float() - ref).abs() <= tol * ref.abs() + 1e-6).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPE_CODES, ids=str)
+def test_elu(emu, dtype):
+    x = torch.cat([torch.linspace(-30, 5, 997), torch.tensor([float("nan"), float("-inf"), float("inf"), 0.0])])
+    x = x.to(dtype)
+    out = torch.empty_like(x)
+    assert emu.emu_elu(_p(x), _p(out), DTYPE_CODES[dtype], I64(x.numel())) == 0
+    ref = F.elu(x.float())
+    assert torch.equal(out.isnan(), ref.isnan())
+    inf = ref.isinf()
+    assert torch.equal(out.float()[inf], ref[inf])  # -inf -> -1 is finite; +inf stays
+    ok = torch.isfinite(ref)
+    tol = 4 * 2 ** -24 if dtype == torch.float32 else 2 ** -8
+    assert ((out.float()[ok] - ref[ok]).abs() <= tol * ref[ok].abs() + 2 ** -23).all()
+
+
+def test_oversized_grid_is_an_error_not_a_silent_skip(emu):
+    """The launchers put the batch on the grid's y axis (at most 65535 on a GPU): a bigger batch must fail loudly."""
+    n = 65536
+    x, h, ids = torch.zeros(n, 1), torch.zeros(n, 1), torch.arange(n)
+    seed, step, coefs = torch.tensor([0]), torch.tensor([0]), langevin_coefs(0.1)
+    assert emu.emu_langevin_step(_p(x), _p(h), 0, _p(ids), I64(n), I64(1), I64(1), 0, _p(seed), _p(step),
+                                 _p(coefs), _p(None)) != 0
