@@ -31,26 +31,35 @@ __global__ void langevin_step_kernel(float* __restrict__ x, const H* __restrict_
   }
 }
 
+template <typename H>
+static void launch_rows(float* x, const void* h, const int64_t* ids, int64_t n, int64_t channels, int64_t hw,
+                        bool channels_last, const int64_t* seed, const int64_t* step, const float* coefs, float* stats,
+                        cudaStream_t s) {
+  const int64_t numel = channels * hw, groups = (numel + 3) / 4;
+  const int threads = 256;  // a multiple of the warp size: the statistics reduce per warp
+  for (int64_t r0 = 0; r0 < n; r0 += kMaxGridY) {  // sample r0 + blockIdx.y; each sample is contiguous
+    const int64_t rows = n - r0 < kMaxGridY ? n - r0 : kMaxGridY;
+    const dim3 grid(static_cast<unsigned>((groups + threads - 1) / threads), static_cast<unsigned>(rows));
+    langevin_step_kernel<<<grid, threads, 0, s>>>(x + r0 * numel, static_cast<const H*>(h) + r0 * numel, ids + r0,
+                                                  channels, hw, channels_last, seed, step, coefs,
+                                                  stats ? stats + 2 * r0 : nullptr);
+  }
+}
+
 int langevin_step_cuda(float* x, const void* h, int h_dtype, const int64_t* ids, int64_t n, int64_t channels,
                        int64_t hw, bool channels_last, const int64_t* seed, const int64_t* step, const float* coefs,
                        float* stats, uintptr_t stream) {
-  const int64_t groups = (channels * hw + 3) / 4;
-  if (n == 0 || groups == 0) return 0;
-  const int threads = 256;  // a multiple of the warp size: the statistics reduce per warp
-  const dim3 grid(static_cast<unsigned>((groups + threads - 1) / threads), static_cast<unsigned>(n));
+  if (n == 0 || channels * hw == 0) return 0;
   auto s = reinterpret_cast<cudaStream_t>(stream);
   switch (h_dtype) {
     case kFloat32:
-      langevin_step_kernel<<<grid, threads, 0, s>>>(x, static_cast<const float*>(h), ids, channels, hw, channels_last,
-                                                    seed, step, coefs, stats);
+      launch_rows<float>(x, h, ids, n, channels, hw, channels_last, seed, step, coefs, stats, s);
       break;
     case kFloat16:
-      langevin_step_kernel<<<grid, threads, 0, s>>>(x, static_cast<const Half*>(h), ids, channels, hw, channels_last,
-                                                    seed, step, coefs, stats);
+      launch_rows<Half>(x, h, ids, n, channels, hw, channels_last, seed, step, coefs, stats, s);
       break;
     case kBFloat16:
-      langevin_step_kernel<<<grid, threads, 0, s>>>(x, static_cast<const BFloat16*>(h), ids, channels, hw,
-                                                    channels_last, seed, step, coefs, stats);
+      launch_rows<BFloat16>(x, h, ids, n, channels, hw, channels_last, seed, step, coefs, stats, s);
       break;
     default:
       return static_cast<int>(cudaErrorInvalidValue);

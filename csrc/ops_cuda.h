@@ -5,6 +5,13 @@
 
 namespace ncsn {
 
+// Launchers that put the batch on the grid's y axis launch at most this many rows at a time (CUDA's limit
+// on gridDim.y); a test build lowers it to exercise the chunking.
+#ifndef NCSN_MAX_GRID_Y
+#define NCSN_MAX_GRID_Y 65535
+#endif
+constexpr int64_t kMaxGridY = NCSN_MAX_GRID_Y;
+
 const char* cuda_error_string(int err);
 int cuda_device_count();
 

@@ -30,12 +30,17 @@ int philox_cuda(void* out, const int64_t* ids, int64_t n, int64_t numel, const i
                 bool words, uintptr_t stream) {
   if (n == 0 || numel == 0) return 0;
   const int threads = 256;
-  const dim3 grid(static_cast<unsigned>(((numel + 3) / 4 + threads - 1) / threads), static_cast<unsigned>(n));
   auto s = reinterpret_cast<cudaStream_t>(stream);
-  if (words)
-    philox_kernel<true><<<grid, threads, 0, s>>>(out, ids, numel, seed, step);
-  else
-    philox_kernel<false><<<grid, threads, 0, s>>>(out, ids, numel, seed, step);
+  for (int64_t r0 = 0; r0 < n; r0 += kMaxGridY) {  // sample r0 + blockIdx.y
+    const int64_t rows = n - r0 < kMaxGridY ? n - r0 : kMaxGridY;
+    const dim3 grid(static_cast<unsigned>(((numel + 3) / 4 + threads - 1) / threads), static_cast<unsigned>(rows));
+    if (words)
+      philox_kernel<true><<<grid, threads, 0, s>>>(static_cast<int64_t*>(out) + r0 * numel, ids + r0, numel, seed,
+                                                   step);
+    else
+      philox_kernel<false><<<grid, threads, 0, s>>>(static_cast<float*>(out) + r0 * numel, ids + r0, numel, seed,
+                                                    step);
+  }
   return static_cast<int>(cudaGetLastError());
 }
 

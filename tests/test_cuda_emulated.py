@@ -29,6 +29,7 @@ EMU = Path(__file__).with_name("cuda_emu")
 CXX = shutil.which("g++") or shutil.which("c++")
 pytestmark = pytest.mark.skipif(CXX is None, reason="needs a C++ compiler to build the emulated CUDA sources")
 DTYPE_CODES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+MAX_ROWS = 3
 
 SHIM = r"""
 #include "ops_cuda.h"
@@ -102,7 +103,9 @@ def emu(tmp_path_factory):
         sources.append(str(path))
     (build / "shim.cpp").write_text(SHIM)
     lib = build / "libcuda_emu.so"
-    cmd = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-w", f"-I{EMU}", f"-I{CSRC}", *sources,
+    # gridDim.y limited to 3 rows (CUDA: 65535), launcher and emulator alike: batches of 4+ exercise the chunking
+    limit = [f"-DNCSN_MAX_GRID_Y={MAX_ROWS}", f"-DCUDA_EMU_MAX_GRID_Y={MAX_ROWS}"]
+    cmd = [CXX, "-std=c++17", "-O1", "-shared", "-fPIC", "-w", *limit, f"-I{EMU}", f"-I{CSRC}", *sources,
            str(build / "shim.cpp"), "-o", str(lib)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -225,10 +228,18 @@ def test_elu(emu, dtype):
     assert ((out.float()[ok] - ref[ok]).abs() <= tol * ref[ok].abs() + 2 ** -23).all()
 
 
-def test_oversized_grid_is_an_error_not_a_silent_skip(emu):
-    """The launchers put the batch on the grid's y axis (at most 65535 on a GPU): a bigger batch must fail loudly."""
-    n = 65536
-    x, h, ids = torch.zeros(n, 1), torch.zeros(n, 1), torch.arange(n)
-    seed, step, coefs = torch.tensor([0]), torch.tensor([0]), langevin_coefs(0.1)
-    assert emu.emu_langevin_step(_p(x), _p(h), 0, _p(ids), I64(n), I64(1), I64(1), 0, _p(seed), _p(step),
-                                 _p(coefs), _p(None)) != 0
+def test_batches_over_the_grid_limit_are_chunked(emu):
+    """The batch sits on the grid's y axis, at most 65535 rows on a GPU (3 in this build): bigger batches are
+    launched in chunks, each sample still drawing its own noise and writing its own statistics."""
+    n, numel = 3 * MAX_ROWS + 1, 10
+    x0, h, ids = torch.randn(n, numel), torch.randn(n, numel), torch.arange(100, 100 + n)
+    seed, step, coefs = torch.tensor([5]), torch.tensor([2]), langevin_coefs(0.1)
+    x, stats = x0.clone(), torch.zeros(n, 2)
+    assert emu.emu_langevin_step(_p(x), _p(h), 0, _p(ids), I64(n), I64(1), I64(numel), 0, _p(seed), _p(step),
+                                 _p(coefs), _p(stats)) == 0
+    z = philox_normal_ref(5, 2, ids, numel)
+    torch.testing.assert_close(x, langevin_step_ref(x0, h, coefs, z), rtol=0, atol=1e-5)
+    torch.testing.assert_close(stats, torch.stack([(h * h).sum(1), (z * z).sum(1)], 1), rtol=1e-5, atol=1e-5)
+    words = torch.empty(n, numel, dtype=torch.int64)
+    assert emu.emu_philox(_p(words), _p(ids), I64(n), I64(numel), _p(seed), _p(step), 1) == 0
+    assert torch.equal(words, philox_words_ref(5, 2, ids, numel))

@@ -52,6 +52,9 @@ inline std::vector<double> shuffle_slots;
 inline void (*fiber_body)(void*) = nullptr;
 inline void* fiber_arg = nullptr;
 constexpr size_t kStack = 64 * 1024;
+#ifndef CUDA_EMU_MAX_GRID_Y
+#define CUDA_EMU_MAX_GRID_Y 65535  // CUDA's limit on gridDim.y and gridDim.z
+#endif
 
 inline void yield(State s) {
   current->state = s;
@@ -72,8 +75,8 @@ void trampoline(void* f) {
 template <typename F>
 void launch(dim3 grid, dim3 block, F&& f) {
   const unsigned threads = block.x * block.y * block.z;
-  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 || grid.y > 65535 ||
-      grid.z > 65535) {
+  if (threads == 0 || threads > 1024 || grid.x == 0 || grid.y == 0 || grid.z == 0 ||
+      grid.y > CUDA_EMU_MAX_GRID_Y || grid.z > CUDA_EMU_MAX_GRID_Y) {
     last_error = cudaErrorInvalidConfiguration;
     return;
   }
