@@ -8,7 +8,7 @@ channel), and the apply pass gamma (rstd (x - mu) + alpha m) + beta with the ELU
 import triton
 import triton.language as tl
 
-from . import INTERPRET
+from . import INTERPRET, few_programs
 
 if INTERPRET:
     @triton.jit
@@ -92,7 +92,7 @@ def instance_norm_plus_triton(x, out, gamma, alpha, beta, param_stride: int, elu
     rstd = torch.empty_like(mu)
     am = torch.empty_like(mu)
     stride_n, stride_c, stride_p = (hw * c, 1, c) if channels_last else (hw * c, hw, 1)
-    if INTERPRET:  # few, large programs: the interpreter costs ~10 ms per program instance
+    if few_programs():  # few, large programs: the interpreter costs ~10 ms per program instance
         block_c, block_p, block = triton.next_power_of_2(c), triton.next_power_of_2(hw), 1 << 16
     else:
         block_c, block_p, block = (32, 64, 1024) if channels_last else (4, 256, 1024)

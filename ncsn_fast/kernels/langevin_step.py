@@ -8,7 +8,7 @@ memory (a CUDA graph replays them fresh). Per-sample sums of h^2 and z^2 are add
 import triton
 import triton.language as tl
 
-from . import INTERPRET
+from . import few_programs
 from .philox import noise4, stream_position
 
 
@@ -60,7 +60,7 @@ def langevin_step_triton(x, h, sample_ids, seed, step, coefs, stats, channels_la
     c = h.shape[1]
     hw = numel // c
     groups = triton.cdiv(numel, 4)
-    block_q = min(triton.next_power_of_2(groups), 4096) if INTERPRET else 256
+    block_q = min(triton.next_power_of_2(groups), 4096) if few_programs() else 256
     grid = (n, triton.cdiv(groups, block_q))
     _langevin_step_kernel[grid](x, h, sample_ids, seed, step, coefs, stats, numel, hw, c,
                                 CHANNELS_LAST=channels_last, WITH_STATS=with_stats, BLOCK_Q=block_q)

@@ -8,7 +8,7 @@ draws fresh noise when they are updated between replays.
 import triton
 import triton.language as tl
 
-from . import INTERPRET
+from . import INTERPRET, few_programs
 
 # Globals read by compiled kernels must be tl.constexpr instances (an annotation is not enough: the
 # interpreter accepts it, the GPU compiler does not; tests/triton_cuda_compile.py checks the compiled path).
@@ -117,7 +117,7 @@ def philox_triton(out, sample_ids, seed, step, words: bool = False, block_q: int
     """Fill `out` (N, numel): normals (float32) or raw words (int64). Tensors on one device."""
     n, numel = out.shape
     n_groups = triton.cdiv(numel, 4)
-    block_q = block_q or (min(triton.next_power_of_2(n_groups), 4096) if INTERPRET else 256)
+    block_q = block_q or (min(triton.next_power_of_2(n_groups), 4096) if few_programs() else 256)
     grid = (n, triton.cdiv(n_groups, block_q))
     _philox_kernel[grid](out, sample_ids, seed, step, numel, WORDS=words, BLOCK_Q=block_q)
     return out

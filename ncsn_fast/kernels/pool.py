@@ -4,7 +4,7 @@ output elements, NCHW or NHWC through the strides; the window visited row by row
 import triton
 import triton.language as tl
 
-from . import INTERPRET
+from . import few_programs
 
 
 @triton.jit
@@ -52,7 +52,7 @@ def _pool5x5_kernel(X, OUT, total, C, H, W, CHANNELS_LAST: tl.constexpr, IS_MAX:
 def pool5x5_triton(x, out, is_max: bool, channels_last: bool):
     n, c, h, w = x.shape
     total = x.numel()
-    block = 1 << 16 if INTERPRET else 512  # the interpreter costs per program instance: few, large ones
+    block = 1 << 16 if few_programs() else 512  # the interpreter costs per program instance: few, large ones
     _pool5x5_kernel[(triton.cdiv(total, block),)](x, out, total, c, h, w, CHANNELS_LAST=channels_last,
                                                   IS_MAX=is_max, BLOCK=block)
     return out
