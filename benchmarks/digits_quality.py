@@ -18,6 +18,7 @@ import torch
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.digits import builtin_checkpoint, load_digits
+from ncsn_fast.hostmem import tune_cpu_allocator
 from ncsn_fast.images import inverse_data_transform
 from ncsn_fast.quality import load_classifier, score_digits
 from ncsn_fast.sampling import sample
@@ -29,6 +30,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default="benchmarks/results/digits_quality.md")
     args = ap.parse_args()
+    tune_cpu_allocator()  # as ncsn-fast does (NCSN_FAST_MALLOC_TUNING=0: off)
     model, cfg = load_checkpoint(builtin_checkpoint())
     net = load_classifier()
     real = load_digits("train", 16)[0]

@@ -15,6 +15,7 @@ import time
 import torch
 
 from ncsn_fast.bench import published_ncsnv2
+from ncsn_fast.hostmem import applied, tune_cpu_allocator
 from ncsn_fast.models import build_model, set_backend
 
 
@@ -26,6 +27,7 @@ def main() -> None:
     ap.add_argument("--compile", action="store_true",
                     help="add torch.compile (default mode) of the eager network and of ours (compiled first)")
     args = ap.parse_args()
+    tune_cpu_allocator()  # as ncsn-fast does (NCSN_FAST_MALLOC_TUNING=0: off)
     cfg = published_ncsnv2("CIFAR10", args.ngf)
     torch.manual_seed(0)
     eager = build_model(cfg).eval()
@@ -55,7 +57,8 @@ def main() -> None:
                 f()
                 times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["eager (PyTorch ops, as the original)"])
-    print(f"NCSNv2 ngf {args.ngf}, batch {args.batch}, {torch.get_num_threads()} threads, {args.rounds} rounds")
+    print(f"NCSNv2 ngf {args.ngf}, batch {args.batch}, {torch.get_num_threads()} threads, {args.rounds} rounds, "
+          f"malloc tuning {'on' if applied() else 'off'}")
     for name, v in times.items():
         m = statistics.median(v)
         print(f"{name:44s} median {m * 1e3:7.1f} ms (min {min(v) * 1e3:.1f}, max {max(v) * 1e3:.1f})  "

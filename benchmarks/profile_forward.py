@@ -20,6 +20,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from ncsn_fast.bench import published_ncsnv2
+from ncsn_fast.hostmem import tune_cpu_allocator
 from ncsn_fast.models import build_model, set_backend
 
 # Profiler event names -> the op types of the table (anything else is listed under its own name).
@@ -67,6 +68,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/results")
     args = ap.parse_args()
+    tune_cpu_allocator()  # as ncsn-fast does (NCSN_FAST_MALLOC_TUNING=0: off)
     device = torch.device(args.device)
     torch.manual_seed(0)
     cfg = published_ncsnv2("CIFAR10", args.ngf)

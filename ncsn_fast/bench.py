@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import torch
 import torch.nn.functional as F
 
+from . import hostmem
 from .fileio import atomic_write_bytes
 from .ops._backends import why_not
 from .ops.instance_norm_plus import instance_norm_plus_ref
@@ -30,7 +31,8 @@ from .ops.instance_norm_plus import instance_norm_plus_ref
 def environment(device: torch.device) -> dict:
     env = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-           "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads()}
+           "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
+           "malloc_tuning": hostmem.applied()}
     try:
         import triton
         env["triton"] = triton.__version__
@@ -436,6 +438,7 @@ def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir
     md = [f"# {name} benchmark: {env.get('gpu') or env['cpu']} ({env['device']})", "",
           f"`{command}` — {env['timestamp']}, git {env.get('git_sha')}, torch {env['torch']}, "
           f"triton {env.get('triton')}, python {env['python']}, {env['cpu_threads']} CPU threads"
+          f"{', malloc tuned' if env.get('malloc_tuning') else ''}"
           + (f", CUDA {env.get('cuda')}, driver {env.get('driver')}, cuDNN TF32 "
              f"{'on' if env.get('cudnn_tf32') else 'off'}" if env.get("gpu") else ""), ""]
     if sections.get("ops"):
