@@ -10,15 +10,17 @@
 #   forward   one NCSNv2 forward: eager, fused ops, channels_last, torch.compile; the per-op profile
 #   large     the sampler at the largest power-of-two batch that fits (CIFAR-10)
 #   celeba    the sampler on the CelebA 64 config, batches 1/16/128
-#   modes     the sampler at batches 1 and 16 with torch.compile's reduce-overhead and max-autotune modes
+#   modes     the sampler at batches 1 and 16 with torch.compile's reduce-overhead mode (its own CUDA graphs)
+#   autotune  the sampler at batch 16 with torch.compile's max-autotune mode (its compile may take minutes)
 #   all       everything above in turn (longer than one 10-minute call)
 # Results: benchmarks/results/<suite>_<gpu>.{json,md} (commit them); with $OUT set, copies and the log there.
 # The GPU machine has no internet: it uses the Python that has torch, triton, pybind11 and pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:-test}
-case "$stage" in test|sampler|forward|large|celeba|modes|all) ;;
-  *) echo "unknown stage '$stage' (test | sampler | forward | large | celeba | modes | all)"; exit 2 ;; esac
+case "$stage" in test|sampler|forward|large|celeba|modes|autotune|all) ;;
+  *) echo "unknown stage '$stage' (test | sampler | forward | large | celeba | modes | autotune | all)"; exit 2 ;;
+esac
 PY=${PYTHON:-python3}
 LOG=${OUT:-/tmp}/gpu_check_${stage}.log
 exec > >(tee "$LOG") 2>&1
@@ -47,11 +49,12 @@ run_stage() {
              "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128 || status=1 ;;
     large) bench sampler --models cifar10 --batches max --compile default ;;
     celeba) bench sampler --models celeba --compile default ;;
-    modes) bench sampler --models cifar10 --batches 1,16 --compile reduce-overhead max-autotune ;;
+    modes) bench sampler --models cifar10 --batches 1,16 --compile reduce-overhead ;;
+    autotune) bench sampler --models cifar10 --batches 16 --compile max-autotune ;;
   esac
 }
 if [ "$stage" = all ]; then
-  for s in test sampler forward large celeba modes; do echo "== stage $s"; run_stage "$s"; done
+  for s in test sampler forward large celeba modes autotune; do echo "== stage $s"; run_stage "$s"; done
 else
   run_stage "$stage"
 fi
