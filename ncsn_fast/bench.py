@@ -192,7 +192,8 @@ def published_ncsnv2(dataset: str, ngf: int):
         "sampling": {"n_steps_each": 5, "step_lr": p["step_lr"], "denoise": True}})
 
 
-def bench_forward(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = ()) -> list[dict]:
+def bench_forward(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = (),
+                  rows: list[dict] | None = None, flush: Callable[[], None] = lambda: None) -> list[dict]:
     """One NCSNv2 forward (CIFAR-10 config, random weights): eager reference vs fused ops, channels_last, bf16,
     and optionally torch.compile (time to first call recorded)."""
     from .models import build_model, set_backend
@@ -205,7 +206,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
     else:
         cases = [(32, 64), (128, 8)]
     repeat = 3 if quick else (20 if gpu else 5)
-    rows = []
+    rows = [] if rows is None else rows
     for ngf, batch in cases:
         torch.manual_seed(0)
         model = build_model(published_ncsnv2("CIFAR10", ngf)).to(device).eval()
@@ -250,6 +251,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                              "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
                              "first_call_s": first})
         set_backend(model, "torch")
+        flush()  # the results so far, in case a time limit stops the run
     return rows
 
 
@@ -275,7 +277,8 @@ SAMPLER_MODELS = {"cifar10": ("CIFAR-10", "CIFAR10"), "celeba": ("CelebA 64", "C
 
 
 def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = (),
-                  models: tuple[str, ...] | None = None, batches: tuple[int | str, ...] | None = None) -> list[dict]:
+                  models: tuple[str, ...] | None = None, batches: tuple[int | str, ...] | None = None,
+                  rows: list[dict] | None = None, flush: Callable[[], None] = lambda: None) -> list[dict]:
     """Annealed Langevin per step, NCSNv2 CIFAR-10 and CelebA-64 configs (random weights), same model, batch and
     device: the original algorithm in eager PyTorch, the same with torch.compile, and ours (fused; on CUDA
     both backends, graphed or not; float32 and bfloat16). Each runner is built once (its first call,
@@ -301,7 +304,7 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
     if batches:
         ngf = {m: n for m, n, _ in cases}
         cases = [(m, ngf[m], b) for m in dict.fromkeys(m for m, _, _ in cases) for b in batches]
-    rows = []
+    rows = [] if rows is None else rows
     for model_key, ngf, batch in cases:
         data_name, dataset = SAMPLER_MODELS[model_key]
         cfg = published_ncsnv2(dataset, ngf)
@@ -353,6 +356,7 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
                          "first_call_s": first,
                          "peak_mem_gb": torch.cuda.max_memory_allocated(device) / 1e9 if gpu else None})
             del run
+        flush()  # the results so far, in case a time limit stops the run
     return rows
 
 
@@ -455,13 +459,20 @@ def run(suite: str = "all", device: str = "cpu", out_dir: str | Path = "benchmar
         compile_modes: tuple[str, ...] = (), command: str = "", models: tuple[str, ...] | None = None,
         batches: tuple[int | str, ...] | None = None) -> tuple[Path, Path]:
     dev = torch.device(device)
-    sections: dict[str, list[dict]] = {}
-    if suite in ("ops", "all"):
-        sections["ops"] = bench_ops(dev, quick)
-    if suite in ("forward", "all"):
-        sections["forward"] = bench_forward(dev, quick, compile_modes)
-    if suite in ("sampler", "all"):
-        sections["sampler"] = bench_sampler(dev, quick, compile_modes, models, batches)
     name = suite + "".join(f"-{m}" for m in models or ()) + (f"-b{'-'.join(map(str, batches))}" if batches else "")
     name += "-quick" if quick else ""
-    return write_results(name, environment(dev), sections, out_dir, command or f"ncsn-fast bench {suite}")
+    env, command = environment(dev), command or f"ncsn-fast bench {suite}"
+    sections: dict[str, list[dict]] = {}
+
+    def flush():  # written after every case: a run stopped by a time limit keeps what it measured
+        return write_results(name, env, sections, out_dir, command)
+
+    if suite in ("ops", "all"):
+        sections["ops"] = bench_ops(dev, quick)
+        flush()
+    if suite in ("forward", "all"):
+        bench_forward(dev, quick, compile_modes, rows=sections.setdefault("forward", []), flush=flush)
+    if suite in ("sampler", "all"):
+        bench_sampler(dev, quick, compile_modes, models, batches, rows=sections.setdefault("sampler", []),
+                      flush=flush)
+    return flush()

@@ -38,3 +38,21 @@ def test_bench_sampler_narrowed_cases(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", "sampler", "--quick", "--models", "imagenet", "--out", str(tmp_path)]) == 2
     assert "unknown model(s) ['imagenet']" in capsys.readouterr().err
+
+
+def test_an_interrupted_run_keeps_the_cases_it_finished(tmp_path, monkeypatch, capsys):
+    """Results are written after every case, so a run stopped by a time limit keeps what it measured."""
+    from ncsn_fast import bench
+
+    real = bench._fast_steps
+
+    def stop_at_batch_3(model, cfg, device, dtype, x0, *args, **kw):
+        if x0.shape[0] == 3:
+            raise KeyboardInterrupt
+        return real(model, cfg, device, dtype, x0, *args, **kw)
+
+    monkeypatch.setattr(bench, "_fast_steps", stop_at_batch_3)
+    assert main(["bench", "sampler", "--quick", "--batches", "2,3", "--out", str(tmp_path)]) == 130
+    (path,) = tmp_path.glob("sampler-b2-3-quick_*.json")
+    rows = json.loads(path.read_text())["sampler"]
+    assert {r["batch"] for r in rows} == {2} and len(rows) == 3  # batch 2 complete: reference + ours fp32, bf16
