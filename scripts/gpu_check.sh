@@ -26,6 +26,24 @@ LOG=${OUT:-/tmp}/gpu_check_${stage}.log
 exec > >(tee "$LOG") 2>&1
 export TRITON_INTERPRET=0 NCSN_FAST_CUDA=1 PYTHONUNBUFFERED=1
 status=0
+# Each stage keeps within one 10-minute call, the build included: every long step gets the time left of
+# GPU_CHECK_SECONDS (default 540; 'all': 7200) and is interrupted (SIGINT) when it runs out; benchmarks write
+# their results after every case, so what was measured is kept. Results written during this stage are copied
+# to $OUT as they come (the device tool returns at most 8 files: the log and this stage's results).
+START=$(date +%s)
+if [ "$stage" = all ]; then BUDGET=${GPU_CHECK_SECONDS:-7200}; else BUDGET=${GPU_CHECK_SECONDS:-540}; fi
+STAMP=$(mktemp)
+left() { echo $((BUDGET - ($(date +%s) - START))); }
+copy_out() {
+  if [ -n "${OUT:-}" ]; then find benchmarks/results -type f -newer "$STAMP" -exec cp {} "$OUT"/ \; ; fi
+}
+timed() {  # timed CMD...: run CMD with the time left, interrupted when it runs out
+  local t
+  t=$(left)
+  if [ "$t" -le 15 ]; then echo "== skipped, no time left: $*"; status=1; return; fi
+  timeout --signal=INT --kill-after=30 "$t" "$@" || status=1
+}
+bench() { timed "$PY" -m ncsn_fast.cli bench "$@" --device cuda; copy_out; }
 
 echo "== environment"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
@@ -38,15 +56,14 @@ if ! "$PY" -m pip install --no-build-isolation --no-deps -q -e .; then echo "BUI
 print('has_cuda', C.has_cuda(), 'devices', C.cuda_device_count())
 print(ops.explain(torch.device('cuda')))"
 
-bench() { "$PY" -m ncsn_fast.cli bench "$@" --device cuda || status=1; }
 run_stage() {
   case "$1" in
-    test) "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider || status=1; bench ops
-          "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check --overwrite --device cuda --batch-size auto \
-            --quiet || status=1 ;;
+    test) timed "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider; bench ops
+          timed "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check --overwrite --device cuda \
+            --batch-size auto --quiet ;;
     sampler) bench sampler --models cifar10 --compile default ;;
     forward) bench forward --compile default
-             "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128 || status=1 ;;
+             timed "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128; copy_out ;;
     large) bench sampler --models cifar10 --batches max --compile default ;;
     celeba) bench sampler --models celeba --compile default ;;
     modes) bench sampler --models cifar10 --batches 1,16 --compile reduce-overhead ;;
@@ -58,6 +75,6 @@ if [ "$stage" = all ]; then
 else
   run_stage "$stage"
 fi
-if [ -n "${OUT:-}" ]; then cp benchmarks/results/*.md benchmarks/results/*.json "$OUT"/ 2>/dev/null || true; fi
+copy_out
 echo "== gpu_check $stage: exit status $status"
 exit $status
