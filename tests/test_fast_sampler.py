@@ -80,6 +80,14 @@ def test_device_state_loop_equals_fused_loop(variant, backend, steps_per_graph):
         loop(x0[:2], sig, **kw)
     with pytest.raises(ValueError, match="CUDA device"):
         GraphedLangevin(model, 3, (3, 32, 32))
+    # a bfloat16 network with the float32 state, as the fast path runs it
+    model = model.to(torch.bfloat16)
+    fused16, _ = anneal_langevin_fused(model_raw_score(model, torch.bfloat16, channels_last=True), x0, sig,
+                                       backend=backend, **kw)
+    loop16 = GraphedLangevin(model, 3, (3, 32, 32), dtype=torch.bfloat16, channels_last=True, backend=backend,
+                             steps_per_graph=steps_per_graph, capture=False)
+    out16 = loop16(x0, sig, **kw)
+    assert out16.dtype == torch.float32 and torch.equal(out16, fused16) and not torch.equal(out16, fused)
 
 def test_bf16_network_float32_state():
     model, cfg = _load("ncsnv2_cifar10_ngf8")
