@@ -59,3 +59,16 @@ def test_fused_model_fullgraph_matches_eager():
         compiled = torch.compile(model, fullgraph=True)(x, y, raw=True)
     # float32; inductor may reassociate the elementwise code between the convolutions and our ops
     assert (compiled - eager).abs().max() <= 1e-5 * eager.abs().max()
+
+
+@pytest.mark.slow
+def test_fast_sampler_with_a_compiled_network():
+    skip_unless_backend("cpu")
+    from ncsn_fast.sampling import FastSampler
+    model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
+                                 config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"))
+    ids = torch.tensor([3, 8])
+    plain = FastSampler(model, cfg, seed=5, n_steps_each=1)(ids)
+    compiled = FastSampler(model, cfg, seed=5, n_steps_each=1, compile_mode="default")(ids)
+    # the same loop and noise; inductor may round the network's elementwise code differently (float32)
+    assert (compiled - plain).abs().max() <= 1e-5 * plain.abs().max()

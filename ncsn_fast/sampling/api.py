@@ -43,7 +43,9 @@ def check_finite(x: torch.Tensor, ids: torch.Tensor, step_lr: float) -> torch.Te
 class FastSampler:
     """The fast path for one model and one set of settings: sampler(ids) -> the samples with these global
     indices, in model space on the device. Built once (a channels_last copy of the model in `dtype`, fused
-    norms, CUDA graphs per batch size on a GPU) and called batch after batch.
+    norms, CUDA graphs per batch size on a GPU) and called batch after batch. compile_mode (e.g. 'default')
+    also puts the network under torch.compile (our ops compose with it): on the CPU that made float32 steps
+    ~7 % faster after a first call of seconds (warm cache) to a minute (cold); results move by float rounding.
 
     Sample i is a pure function of (model, settings, seed, i): x0 and every noise draw come from the
     counter-based stream keyed by (seed, i, step), and the network's per-sample arithmetic does not depend on
@@ -55,7 +57,7 @@ class FastSampler:
                  step_lr: float | None = None, denoise: bool | None = None,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                  channels_last: bool = True, backend: str = "auto", graph: bool | None = None,
-                 steps_per_graph: int = 1):
+                 steps_per_graph: int = 1, compile_mode: str | None = None):
         s = config.sampling
         self.config, self.seed = config, seed
         self.n_steps_each = n_steps_each or s.n_steps_each
@@ -64,7 +66,8 @@ class FastSampler:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.evals = len(config.sampling_sigmas()) * self.n_steps_each + int(self.denoise)  # per batch
         self._run, self._model = _fast_runner(model, config, self.device, dtype, channels_last, backend, graph,
-                                              self.n_steps_each, self.step_lr, self.denoise, seed, steps_per_graph)
+                                              self.n_steps_each, self.step_lr, self.denoise, seed, steps_per_graph,
+                                              compile_mode)
         self._dtype, self._channels_last = dtype, channels_last
 
     @torch.no_grad()
