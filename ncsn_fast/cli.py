@@ -148,7 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="append the mean loss of every this many steps to train_log.csv (default 100)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
-    p = sub.add_parser("bench", help="time the fused ops and the network forward; writes JSON + markdown")
+    p = sub.add_parser("bench", help="time the fused ops, the network forward and the sampler against eager PyTorch "
+                                      "and torch.compile; writes JSON + markdown")
     p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all"], default="all")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="benchmarks/results", help="results folder (default benchmarks/results)")
