@@ -78,7 +78,7 @@ static int run(const T* x, T* out, int64_t n, int64_t channels, int64_t hw, bool
   const int64_t total = n * channels * hw;
   const int threads = 256;
   const int64_t blocks = (total + threads - 1) / threads;
-  apply_kernel<<<static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8), threads, 0, s>>>(
+  apply_kernel<<<static_cast<unsigned>(blocks < kMaxStrideBlocks ? blocks : kMaxStrideBlocks), threads, 0, s>>>(
       x, out, mu, rstd, am, gamma, beta, param_stride, total, channels, hw, channels_last, apply_elu);
   return static_cast<int>(cudaGetLastError());
 }

@@ -12,6 +12,13 @@ namespace ncsn {
 #endif
 constexpr int64_t kMaxGridY = NCSN_MAX_GRID_Y;
 
+// Grid-stride launchers start at most this many blocks and let each thread loop over the rest (a test build
+// lowers it so that the loops run several times).
+#ifndef NCSN_MAX_STRIDE_BLOCKS
+#define NCSN_MAX_STRIDE_BLOCKS (65535 * 8)
+#endif
+constexpr int64_t kMaxStrideBlocks = NCSN_MAX_STRIDE_BLOCKS;
+
 const char* cuda_error_string(int err);
 int cuda_device_count();
 

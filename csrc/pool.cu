@@ -41,7 +41,7 @@ static int launch(const void* x, void* out, bool is_max, int64_t n, int64_t chan
   const int64_t total = n * channels * height * width;
   const int threads = 256;
   int64_t blocks = (total + threads - 1) / threads;
-  if (blocks > 65535 * 8) blocks = 65535 * 8;
+  if (blocks > kMaxStrideBlocks) blocks = kMaxStrideBlocks;
   if (is_max)
     pool5x5_kernel<true><<<static_cast<unsigned>(blocks), threads, 0, s>>>(
         static_cast<const T*>(x), static_cast<T*>(out), total, channels, height, width, channels_last);
