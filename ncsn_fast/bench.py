@@ -104,8 +104,6 @@ def _backends_here(device: torch.device) -> list[str]:
 
 def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
     """langevin_step_, instance_norm_plus, pool5x5 and elu against the eager PyTorch code they replace."""
-    import torch.nn.functional as F
-
     from .ops import elu, instance_norm_plus, langevin_coefs, langevin_step_, pool5x5
 
     gpu = device.type == "cuda"
@@ -308,16 +306,16 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
     for model_key, ngf, batch in cases:
         data_name, dataset = SAMPLER_MODELS[model_key]
         cfg = published_ncsnv2(dataset, ngf)
-        label = batch
-        if batch == "max":
-            batch = largest_batch(cfg, device)
-            label = f"{batch} (max)"
         evals = cfg.model.num_classes * cfg.sampling.n_steps_each + int(cfg.sampling.denoise)
         size = cfg.data.image_size
         sig = cfg.sampling_sigmas()[:k]  # K steps: the first K levels, one step each
         step_lr = cfg.sampling.step_lr
         torch.manual_seed(0)
         model = build_model(cfg).to(device).eval()
+        label = batch
+        if batch == "max":
+            batch = largest_batch(model, cfg, device)
+            label = f"{batch} (max)"
         x0 = torch.rand(batch, 3, size, size, device=device)
         ids = torch.arange(batch)
         runners = [("reference (eager, original algorithm)", partial(_reference_steps, model, x0, sig, step_lr))]
@@ -360,17 +358,14 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
     return rows
 
 
-def largest_batch(cfg, device: torch.device, cap: int = 8192) -> int:
-    """The largest power-of-two batch whose eager network evaluation (the most memory-hungry runner) peaks
+def largest_batch(model: torch.nn.Module, cfg, device: torch.device, cap: int = 8192) -> int:
+    """The largest power-of-two batch whose eager evaluation of `model` (the most memory-hungry runner) peaks
     under 80 % of the GPU's memory, as `generate --batch-size auto` picks; on the CPU the config's batch."""
     from .generate import auto_batch_size
-    from .models import build_model
-
-    model = build_model(cfg).to(device).eval()
 
     @torch.no_grad()
-    def probe(b: int) -> None:
-        model(torch.rand(b, *cfg.image_shape, device=device), torch.zeros(b, dtype=torch.long, device=device))
+    def probe(b: int) -> None:  # zeros: memory does not depend on the values, and the RNG stays untouched
+        model(torch.zeros(b, *cfg.image_shape, device=device), torch.zeros(b, dtype=torch.long, device=device))
     return auto_batch_size(SimpleNamespace(probe=probe), cfg, device, cap)
 
 

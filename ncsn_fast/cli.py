@@ -44,8 +44,11 @@ def _csv(item):
     return parse
 
 
-def _batch_or_max(text: str) -> int | str:
-    return "max" if text == "max" else _positive_int(text)
+def _positive_int_or(word: str):
+    """An argparse type: a positive integer, or `word` itself."""
+    def parse(text: str) -> int | str:
+        return word if text == word else _positive_int(text)
+    return parse
 
 
 def _positive_float(text: str) -> float:
@@ -158,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time torch.compile of the network in these modes (default, max-autotune, ...)")
     p.add_argument("--models", type=_csv(str), default=None, metavar="M[,M]",
                    help="sampler suite: only these configs (cifar10, celeba); the results file is named after them")
-    p.add_argument("--batches", type=_csv(_batch_or_max), default=None, metavar="B[,B]",
+    p.add_argument("--batches", type=_csv(_positive_int_or("max")), default=None, metavar="B[,B]",
                    help="sampler suite: these batch sizes instead of the built-in ones; 'max': the largest "
                         "power of two that fits in GPU memory")
 
@@ -236,10 +239,10 @@ def cmd_sample(args) -> int:
 
 
 def _batch_size_arg(text: str | None) -> int | str | None:
-    if text is None or text == "auto":
-        return text
+    if text is None:
+        return None
     try:
-        return _positive_int(text)
+        return _positive_int_or("auto")(text)
     except argparse.ArgumentTypeError as e:
         raise NcsnError(f"--batch-size: {e} or 'auto'") from None
 
