@@ -32,8 +32,10 @@ def coefficient_table(sigmas: torch.Tensor, step_lr: float, score_scales=None, d
     return torch.tensor(table, dtype=torch.float32, device=device)
 
 
-def _denoise_scale(sigmas: torch.Tensor) -> float:
-    return float(torch.as_tensor(sigmas)[-1].numpy() ** 2)
+def _denoised(x: torch.Tensor, h: torch.Tensor, sigmas: torch.Tensor, coefs: torch.Tensor) -> torch.Tensor:
+    """Tweedie denoising at sigma_L: x + sigma_L^2 c_L h (h the raw output at the last level)."""
+    sigma_l2 = float(torch.as_tensor(sigmas)[-1].numpy() ** 2)
+    return x + (sigma_l2 * coefs[-1, 1]) * h.float()
 
 
 @torch.inference_mode()
@@ -76,9 +78,8 @@ def anneal_langevin_fused(score: RawScore, x: torch.Tensor, sigmas: torch.Tensor
                 progress(1)
             i += 1
     if denoise:
-        # Tweedie denoising at sigma_L: x + sigma_L^2 c_L h.
         h = score(x, len(sig) - 1)
-        x = x + (_denoise_scale(sig) * coefs[-1, 1]) * h.float()
+        x = _denoised(x, h, sig, coefs)
         if progress is not None:
             progress(1)
     return x, (torch.stack(stats) if with_stats else None)
@@ -183,7 +184,8 @@ class GraphedLangevin:
         self.seed.fill_(seed)
         self.ids.copy_(sample_ids)
         total = len(sig) * n_steps_each
-        chunks = [min(self.k, total)] * (total // min(self.k, total)) + [1] * (total % min(self.k, total))
+        k = min(self.k, total)
+        chunks = [k] * (total // k) + [1] * (total % k)  # replays of the k-step graph, then one-step ones
         if self.capture:  # capture (and warm up) before the state is set: warm-up steps move it
             for k in sorted(set(chunks), reverse=True):
                 self.step.zero_()
@@ -206,7 +208,7 @@ class GraphedLangevin:
         if denoise:
             self.labels.fill_(len(sig) - 1)
             h = self.model(x.to(dtype=self.dtype, memory_format=self.fmt), self.labels, raw=True)
-            x = x + (_denoise_scale(sig) * table[-1, 1]) * h.float()
+            x = _denoised(x, h, sig, table)
             if progress is not None:
                 progress(1)
         return x
