@@ -13,25 +13,35 @@
 #   modes     the sampler at batches 1 and 16 with torch.compile's reduce-overhead mode (its own CUDA graphs)
 #   autotune  the sampler at batch 16 with torch.compile's max-autotune mode (its compile may take minutes)
 #   all       everything above in turn (longer than one 10-minute call)
+# Several stages in one call share one build: `gpu_check.sh test:240 sampler:170 forward:110` gives each
+# stage the seconds after its colon (the build counts towards the first); a stage named without seconds gets
+# GPU_CHECK_SECONDS (default 540; 'all': 7200).
 # Results: benchmarks/results/<suite>_<gpu>.{json,md} (commit them); with $OUT set, copies and the log there.
 # The GPU machine has no internet: it uses the Python that has torch, triton, pybind11 and pytest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-stage=${1:-test}
-case "$stage" in test|sampler|forward|large|celeba|modes|autotune|all) ;;
-  *) echo "unknown stage '$stage' (test | sampler | forward | large | celeba | modes | autotune | all)"; exit 2 ;;
-esac
+[ $# -eq 0 ] && set -- test
+for arg in "$@"; do
+  case "${arg%%:*}" in test|sampler|forward|large|celeba|modes|autotune|all) ;;
+    *) echo "unknown stage '${arg%%:*}' (test | sampler | forward | large | celeba | modes | autotune | all)"; exit 2 ;;
+  esac
+  case "$arg" in *:*) [[ "${arg#*:}" =~ ^[0-9]+$ ]] || { echo "bad seconds in '$arg'"; exit 2; } ;; esac
+done
+stage=$(IFS=-; echo "${*%%:*}")
 PY=${PYTHON:-python3}
 LOG=${OUT:-/tmp}/gpu_check_${stage}.log
 exec > >(tee "$LOG") 2>&1
 export TRITON_INTERPRET=0 NCSN_FAST_CUDA=1 PYTHONUNBUFFERED=1
 status=0
-# Each stage keeps within one 10-minute call, the build included: every long step gets the time left of
-# GPU_CHECK_SECONDS (default 540; 'all': 7200) and is interrupted (SIGINT) when it runs out; benchmarks write
-# their results after every case, so what was measured is kept. Results written during this stage are copied
-# to $OUT as they come (the device tool returns at most 8 files: the log and this stage's results).
+# Each stage keeps within its seconds, the build included in the first: every long step gets the time left
+# of its stage and is interrupted (SIGINT) when it runs out; benchmarks write their results after every case,
+# so what was measured is kept. Results written during this call are copied to $OUT as they come (the device
+# tool returns at most 8 files: the log and this call's results).
 START=$(date +%s)
-if [ "$stage" = all ]; then BUDGET=${GPU_CHECK_SECONDS:-7200}; else BUDGET=${GPU_CHECK_SECONDS:-540}; fi
+budget_of() {  # budget_of STAGE[:SECONDS]
+  case "$1" in *:*) echo "${1#*:}" ;; all) echo "${GPU_CHECK_SECONDS:-7200}" ;; *) echo "${GPU_CHECK_SECONDS:-540}" ;; esac
+}
+BUDGET=$(budget_of "$1")
 STAMP=$(mktemp)
 left() { echo $((BUDGET - ($(date +%s) - START))); }
 copy_out() {
@@ -58,7 +68,8 @@ print(ops.explain(torch.device('cuda')))"
 
 run_stage() {
   case "$1" in
-    test) timed "$PY" -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider; bench ops
+    test) timed "$PY" -m pytest -q -rfE --tb=short --durations=8 -m gpu tests/test_gpu.py -p no:cacheprovider
+          bench ops
           timed "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check --overwrite --device cuda \
             --batch-size auto --quiet ;;
     sampler) bench sampler --models cifar10 --compile default ;;
@@ -70,11 +81,16 @@ run_stage() {
     autotune) bench sampler --models cifar10 --batches 16 --compile max-autotune ;;
   esac
 }
-if [ "$stage" = all ]; then
-  for s in test sampler forward large celeba modes autotune; do echo "== stage $s"; run_stage "$s"; done
-else
-  run_stage "$stage"
-fi
+first=1
+for arg in "$@"; do
+  if [ "$first" = 0 ]; then START=$(date +%s); BUDGET=$(budget_of "$arg"); fi
+  first=0
+  if [ "${arg%%:*}" = all ]; then
+    for s in test sampler forward large celeba modes autotune; do echo "== stage $s"; run_stage "$s"; done
+  else
+    echo "== stage ${arg%%:*} ($(left) s)"; run_stage "${arg%%:*}"
+  fi
+done
 copy_out
 echo "== gpu_check $stage: exit status $status"
 exit $status
