@@ -10,15 +10,15 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("NCSN_FAST_FIXTURES", REPO.parent / "shared" / "fixtures"))
+FIXTURES = Path(os.environ.get("NCSN_FAST_FIXTURES", REPO / "tests" / "fixtures"))
 VARIANTS = ["ncsn_cifar10_ngf8", "ncsnv2_cifar10_ngf8", "ncsnv2_church_ngf4"]
 
 
 def fixture_path(name: str) -> Path:
     path = FIXTURES / name
-    if not path.exists():
-        pytest.skip(f"reference fixture {name} not found under {FIXTURES} "
-                    "(set NCSN_FAST_FIXTURES to the fixtures folder)")
+    if not path.exists():  # the fixtures live in the repository: a missing one is an error, not a skip
+        pytest.fail(f"reference fixture {name} not found under {FIXTURES} "
+                    "(tests/fixtures is part of the repository; NCSN_FAST_FIXTURES overrides the folder)")
     return path
 
 
