@@ -42,6 +42,13 @@ PYBIND11_MODULE(_C, m) {
     ncsn::langevin_step_cpu(ptr<float>(x), ptr<const void>(h), h_dtype, ptr<const int64_t>(ids), n, channels, hw,
                             channels_last, seed, step, ptr<const float>(coefs), ptr<float>(stats));
   });
+  m.def("sampler_update_cpu", [](uintptr_t x, uintptr_t p, uintptr_t h, int h_dtype, uintptr_t ids, int64_t n,
+                                 int64_t channels, int64_t hw, bool channels_last, uint64_t seed, uint32_t step,
+                                 uintptr_t coefs, uintptr_t mult) {
+    py::gil_scoped_release nogil;
+    ncsn::sampler_update_cpu(ptr<float>(x), ptr<float>(p), ptr<const void>(h), h_dtype, ptr<const int64_t>(ids), n,
+                             channels, hw, channels_last, seed, step, ptr<const float>(coefs), ptr<const float>(mult));
+  });
   m.def("instance_norm_plus_cpu", [](uintptr_t x, uintptr_t out, int dtype, int64_t n, int64_t channels, int64_t hw,
                                      bool channels_last, uintptr_t gamma, uintptr_t alpha, uintptr_t beta,
                                      int64_t param_stride, bool apply_elu, uintptr_t mu, uintptr_t rstd) {
@@ -76,6 +83,14 @@ PYBIND11_MODULE(_C, m) {
                                    hw, channels_last, ptr<const int64_t>(seed), ptr<const int64_t>(step),
                                    ptr<const float>(coefs), ptr<float>(stats), stream),
           "langevin_step_cuda");
+  });
+  m.def("sampler_update_cuda", [](uintptr_t x, uintptr_t p, uintptr_t h, int h_dtype, uintptr_t ids, int64_t n,
+                                  int64_t channels, int64_t hw, bool channels_last, uintptr_t seed, uintptr_t step,
+                                  uintptr_t coefs, uintptr_t mult, uintptr_t stream) {
+    check(ncsn::sampler_update_cuda(ptr<float>(x), ptr<float>(p), ptr<const void>(h), h_dtype, ptr<const int64_t>(ids),
+                                    n, channels, hw, channels_last, ptr<const int64_t>(seed), ptr<const int64_t>(step),
+                                    ptr<const float>(coefs), ptr<const float>(mult), stream),
+          "sampler_update_cuda");
   });
   m.def("instance_norm_plus_cuda", [](uintptr_t x, uintptr_t out, int dtype, int64_t n, int64_t channels,
                                       int64_t hw, bool channels_last, uintptr_t gamma, uintptr_t alpha,

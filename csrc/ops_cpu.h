@@ -15,6 +15,12 @@ void langevin_step_cpu(float* x, const void* h, int h_dtype, const int64_t* ids,
                        int64_t hw, bool channels_last, uint64_t seed, uint32_t step, const float* coefs,
                        float* stats);
 
+// x, p (n, channels*hw) float32 updated in place (sampler_update.h); h as for langevin_step_cpu;
+// coefs float[8] = {a_x, a_h, a_p, a_z, p_x, p_h, p_p, c}; mult (n, 2) per-sample {m_h, m_z}.
+void sampler_update_cpu(float* x, float* p, const void* h, int h_dtype, const int64_t* ids, int64_t n,
+                        int64_t channels, int64_t hw, bool channels_last, uint64_t seed, uint32_t step,
+                        const float* coefs, const float* mult);
+
 // out = instance norm++ of x (n, channels, hw) [+ ELU], same dtype code and layout as x; gamma/alpha/beta
 // float32 rows of `channels`, row i at i * param_stride (0: shared). mu/rstd (n, channels) outputs or null.
 void instance_norm_plus_cpu(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,

@@ -32,6 +32,11 @@ int langevin_step_cuda(float* x, const void* h, int h_dtype, const int64_t* ids,
                        int64_t hw, bool channels_last, const int64_t* seed, const int64_t* step, const float* coefs,
                        float* stats, uintptr_t stream);
 
+// x, p (n, channels*hw) float32 in place (sampler_update.h); coefs device float[8]; mult device float (n, 2).
+int sampler_update_cuda(float* x, float* p, const void* h, int h_dtype, const int64_t* ids, int64_t n,
+                        int64_t channels, int64_t hw, bool channels_last, const int64_t* seed, const int64_t* step,
+                        const float* coefs, const float* mult, uintptr_t stream);
+
 // out = instance norm++ of x [+ ELU]; work: device float scratch of 3 * n * channels.
 int instance_norm_plus_cuda(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
                             bool channels_last, const float* gamma, const float* alpha, const float* beta,

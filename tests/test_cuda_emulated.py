@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from ncsn_fast.ops import instance_norm_plus_ref, langevin_coefs, langevin_step_ref, philox_normal_ref, pool5x5_ref
 from ncsn_fast.ops.philox import philox_words_ref
+from ncsn_fast.ops.sampler_update import sampler_update_ref
 
 REPO = Path(__file__).resolve().parents[1]
 CSRC = REPO / "csrc"
@@ -41,6 +42,11 @@ int emu_langevin_step(float* x, const void* h, int dtype, const int64_t* ids, in
                       int64_t hw, int channels_last, const int64_t* seed, const int64_t* step, const float* coefs,
                       float* stats) {
   return langevin_step_cuda(x, h, dtype, ids, n, channels, hw, channels_last != 0, seed, step, coefs, stats, 0);
+}
+int emu_sampler_update(float* x, float* p, const void* h, int dtype, const int64_t* ids, int64_t n, int64_t channels,
+                       int64_t hw, int channels_last, const int64_t* seed, const int64_t* step, const float* coefs,
+                       const float* mult) {
+  return sampler_update_cuda(x, p, h, dtype, ids, n, channels, hw, channels_last != 0, seed, step, coefs, mult, 0);
 }
 int emu_instance_norm_plus(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
                            int channels_last, const float* gamma, const float* alpha, const float* beta,
@@ -167,6 +173,32 @@ def test_langevin_step(emu, dtype, channels_last, shape):
 
 @pytest.mark.parametrize("dtype", DTYPE_CODES, ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", [(3, 3, 5, 7), (2, 3, 32, 32)], ids=["odd", "cifar"])
+def test_sampler_update(emu, dtype, channels_last, shape):
+    g = torch.Generator().manual_seed(0)
+    x0, p0 = torch.randn(shape, generator=g) * 3, torch.randn(shape, generator=g)
+    h = torch.randn(shape, generator=g).to(dtype)
+    if channels_last:
+        h = h.to(memory_format=torch.channels_last)
+    n, c = shape[:2]
+    hw = shape[2] * shape[3]
+    ids = torch.arange(10, 10 + n)
+    coefs = torch.tensor([0.9, -0.37, 0.25, 0.6, 1.0, 0.8, -0.5, 0.2])
+    mult = 0.5 + torch.rand(n, 2, generator=g)
+    x, p = x0.clone(), p0.clone()
+    seed, step = torch.tensor([1234]), torch.tensor([77])
+    assert emu.emu_sampler_update(_p(x), _p(p), _p(h), DTYPE_CODES[dtype], _p(ids), I64(n), I64(c), I64(hw),
+                                  int(channels_last), _p(seed), _p(step), _p(coefs), _p(mult)) == 0
+    z = philox_normal_ref(1234, 77, ids, x0[0].numel())
+    ref_x, ref_p = sampler_update_ref(x0, p0, h, coefs, mult, z)
+    big = (x0.abs() + h.float().abs() * mult.max() + p0.abs()).max()
+    tol = 0.6 * mult[:, 1].max() * 1e-6 + 6 * torch.finfo(torch.float32).eps * big
+    assert (x - ref_x).abs().max() <= tol
+    assert (p - ref_p).abs().max() <= tol
+
+
+@pytest.mark.parametrize("dtype", DTYPE_CODES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("shape", [(3, 5, 7, 3), (2, 4, 20, 20)], ids=["under_a_block", "over_a_block"])
 @pytest.mark.parametrize("cond,elu", [(False, False), (False, True), (True, True)], ids=["in", "in_elu", "cin_elu"])
 def test_instance_norm_plus(emu, dtype, channels_last, shape, cond, elu):
@@ -241,6 +273,13 @@ def test_batches_over_the_grid_limit_are_chunked(emu):
     z = philox_normal_ref(5, 2, ids, numel)
     torch.testing.assert_close(x, langevin_step_ref(x0, h, coefs, z), rtol=0, atol=1e-5)
     torch.testing.assert_close(stats, torch.stack([(h * h).sum(1), (z * z).sum(1)], 1), rtol=1e-5, atol=1e-5)
+    x, p, mult = x0.clone(), torch.zeros(n, numel), 1 + torch.rand(n, 2)
+    coefs8 = torch.tensor([1.0, 0.5, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    assert emu.emu_sampler_update(_p(x), _p(p), _p(h), 0, _p(ids), I64(n), I64(1), I64(numel), 0, _p(seed), _p(step),
+                                  _p(coefs8), _p(mult)) == 0
+    ref_x, ref_p = sampler_update_ref(x0, torch.zeros(n, numel), h, coefs8, mult, z)
+    torch.testing.assert_close(x, ref_x, rtol=0, atol=1e-5)
+    torch.testing.assert_close(p, ref_p, rtol=0, atol=1e-6)
     words = torch.empty(n, numel, dtype=torch.int64)
     assert emu.emu_philox(_p(words), _p(ids), I64(n), I64(numel), _p(seed), _p(step), 1) == 0
     assert torch.equal(words, philox_words_ref(5, 2, ids, numel))

@@ -54,6 +54,24 @@ def test_langevin_step_and_noise(channels_last, dtype):
 
 
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_sampler_update(channels_last):
+    from ncsn_fast.ops.sampler_update import sampler_update_, sampler_update_ref
+    g = torch.Generator().manual_seed(2)
+    shape = (2, 3, 20, 20)  # two programs of 256 groups per sample, the second partial
+    x0, p0 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    h = torch.randn(shape, generator=g).to(torch.bfloat16)
+    if channels_last:
+        h = h.to(memory_format=torch.channels_last)
+    coefs, ids = torch.tensor([0.9, -0.37, 0.25, 0.6, 1.0, 0.8, -0.5, 0.2]), torch.tensor([4, 9])
+    mult = 1 + torch.rand(2, 2, generator=g)
+    x, p = x0.clone(), p0.clone()
+    sampler_update_(x, p, h, coefs, mult, seed=3, step=8, sample_ids=ids, backend="triton")
+    ref_x, ref_p = sampler_update_ref(x0, p0, h, coefs, mult, philox_normal_ref(3, 8, ids, 1200))
+    assert (x - ref_x).abs().max() <= 1e-6 * 1.2 + 6 * 2 ** -23 * (x0.abs() + 2 * h.float().abs() + p0.abs()).max()
+    assert (p - ref_p).abs().max() <= 6 * 2 ** -23 * (x0.abs() + h.float().abs() + p0.abs()).max()
+
+
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("cond,use_elu", [(False, True), (True, False)], ids=["in_elu", "cin"])
 def test_instance_norm_plus(channels_last, cond, use_elu):
     g = torch.Generator().manual_seed(1)

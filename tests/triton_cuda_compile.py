@@ -26,6 +26,7 @@ from ncsn_fast.kernels.instance_norm_plus import _apply_kernel, _coef_kernel, _s
 from ncsn_fast.kernels.langevin_step import _langevin_step_kernel  # noqa: E402
 from ncsn_fast.kernels.philox import _philox_kernel  # noqa: E402
 from ncsn_fast.kernels.pool import _pool5x5_kernel  # noqa: E402
+from ncsn_fast.kernels.sampler_update import _sampler_update_kernel  # noqa: E402
 
 DTYPES = ("fp32", "bf16", "fp16")
 
@@ -51,6 +52,10 @@ def cases():
                     "X": f"*{dt}", "OUT": f"*{dt}", "total": "i32", "C": "i32", "H": "i32", "W": "i32",
                     "CHANNELS_LAST": "constexpr", "IS_MAX": "constexpr", "BLOCK": "constexpr"}, \
                     {"CHANNELS_LAST": cl, "IS_MAX": is_max, "BLOCK": 512}
+            yield f"sampler_update h={dt} cl={cl}", _sampler_update_kernel, {
+                "X": "*fp32", "P": "*fp32", "H": f"*{dt}", "IDS": "*i64", "SEED": "*i64", "STEP": "*i64",
+                "COEFS": "*fp32", "MULT": "*fp32", "numel": "i32", "hw": "i32", "C": "i32",
+                "CHANNELS_LAST": "constexpr", "BLOCK_Q": "constexpr"}, {"CHANNELS_LAST": cl, "BLOCK_Q": 256}
             for stats in (False, True):
                 yield f"langevin_step h={dt} cl={cl} stats={stats}", _langevin_step_kernel, {
                     "X": "*fp32", "H": f"*{dt}", "IDS": "*i64", "SEED": "*i64", "STEP": "*i64", "COEFS": "*fp32",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
 from collections.abc import Callable
 
@@ -12,6 +12,8 @@ from tqdm.auto import tqdm
 from ..config import Config
 from ..ops.philox import INIT_STEP, philox_noise, philox_uniform_ref
 from .langevin import anneal_langevin, torch_noise
+from .prepare import check_finite, data_transform, fast_copy
+from .samplers import SamplerSettings
 
 
 def model_score(model: torch.nn.Module) -> Callable[[torch.Tensor, int], torch.Tensor]:
@@ -19,25 +21,6 @@ def model_score(model: torch.nn.Module) -> Callable[[torch.Tensor, int], torch.T
     def score(x: torch.Tensor, level: int) -> torch.Tensor:
         return model(x, torch.full((x.shape[0],), level, dtype=torch.long, device=x.device))
     return score
-
-
-def data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
-    """[0, 1] image space -> model space (the originals' data_transform for the initial state)."""
-    if config.data.logit_transform:
-        lam = 1e-6
-        x = lam + (1 - 2 * lam) * x
-        return torch.log(x) - torch.log1p(-x)
-    if config.data.rescaled:
-        return 2 * x - 1.0
-    return x
-
-
-def check_finite(x: torch.Tensor, ids: torch.Tensor, step_lr: float) -> torch.Tensor:
-    """x, or a FloatingPointError naming the samples, if Langevin dynamics diverged."""
-    if not torch.isfinite(x).all():
-        raise FloatingPointError(f"samples {int(ids[0])}..{int(ids[-1])} contain NaN or inf after Langevin dynamics "
-                                 f"(step_lr {step_lr} may be too large for this model)")
-    return x
 
 
 class FastSampler:
@@ -82,29 +65,38 @@ class FastSampler:
         return data_transform(x0.view(len(ids), *self.config.image_shape), self.config).to(self.device)
 
     @torch.no_grad()
-    def __call__(self, ids: torch.Tensor, progress: Callable[[int], object] | None = None) -> torch.Tensor:
+    def __call__(self, ids: torch.Tensor, progress: Callable[[int], object] | None = None,
+                 x_init: torch.Tensor | None = None) -> torch.Tensor:
         ids = torch.as_tensor(ids, dtype=torch.long).cpu()
         m = len(ids)
         run_ids = ids.repeat(2) if m == 1 else ids  # see the class docstring
-        x = self._run(self.initial_state(run_ids), run_ids, progress or (lambda k: None))[:m]
-        return check_finite(x, ids, self.step_lr)
+        x0 = self.initial_state(run_ids) if x_init is None else \
+            torch.as_tensor(x_init, dtype=torch.float32).to(self.device).repeat(len(run_ids) // m, 1, 1, 1)
+        x = self._run(x0, run_ids, progress or (lambda k: None))[:m]
+        return check_finite(x, ids, _ald_hint(self.step_lr))
 
 
 @torch.no_grad()
-def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *, seed: int = 0,
-           batch_size: int | None = None, n_steps_each: int | None = None, step_lr: float | None = None,
-           denoise: bool | None = None, device: str | torch.device | None = None, progress: bool = True,
-           method: str = "fast", rng: str | None = None, first_index: int = 0, dtype: torch.dtype = torch.float32,
-           channels_last: bool = True, backend: str = "auto", graph: bool | None = None) -> torch.Tensor:
-    """n samples in model space (N, C, H, W), float32 on the CPU, with the config's sampling settings.
+def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *, sampler: str | SamplerSettings = "ald",
+           seed: int = 0, batch_size: int | None = None, n_steps_each: int | None = None,
+           step_lr: float | None = None, denoise: bool | None = None, device: str | torch.device | None = None,
+           progress: bool = True, method: str = "fast", rng: str | None = None, first_index: int = 0,
+           dtype: torch.dtype = torch.float32, channels_last: bool = True, backend: str = "auto",
+           graph: bool | None = None, x_init: torch.Tensor | None = None, **sampler_options) -> torch.Tensor:
+    """n samples in model space (N, C, H, W), float32 on the CPU.
 
-    method='fast' (default): fused ops, the network in `dtype` (the Langevin state stays float32),
+    sampler: 'ald' (default: the original annealed Langevin dynamics with the config's settings, which
+        n_steps_each / step_lr / denoise override) or another sampler of `SAMPLERS` ('heun', 'dpmpp-2m', ...)
+        with its options as keywords (steps=18, churn=..., sigma_max=...; see SamplerSettings), or a
+        SamplerSettings.
+    method='fast' (default): fused ops, the network in `dtype` (the sampler's state stays float32),
         channels_last, CUDA graphs on a GPU (graph=None: when the model is on CUDA); noise from the
         counter-based stream, so sample i (counted from `first_index`) is the same whatever the batch
         size, the number of processes or the backend.
-    method='reference': the original algorithm as written, eager. rng='torch' (default) draws x0 and the
+    method='reference': the algorithm as written, eager. rng='torch' (default) draws the start and the
         noise from one torch generator seeded with `seed`, batch after batch, as the original samplers do
         (results depend on batch_size); rng='philox' uses the stream of the fast path, to compare the two.
+    x_init: (n, C, H, W) starting states instead of the sampler's own start (to compare with another tool).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -114,12 +106,25 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     if rng not in ("torch", "philox") or (method == "fast" and rng != "philox"):
         raise ValueError(f"rng must be 'torch' or 'philox' ('philox' for the fast path), got {rng!r}")
     config = config or model.config
+    settings = sampler if isinstance(sampler, SamplerSettings) else SamplerSettings(sampler, **sampler_options)
+    if isinstance(sampler, SamplerSettings) and sampler_options:
+        settings = dataclasses.replace(settings, **sampler_options)
+    if x_init is not None and tuple(x_init.shape) != (n, *config.image_shape):
+        raise ValueError(f"x_init must have shape {(n, *config.image_shape)}, got {tuple(x_init.shape)}")
+    batch_size = min(n, batch_size or config.sampling.batch_size)
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if settings.name != "ald":
+        if n_steps_each is not None or step_lr is not None or denoise is not None:
+            raise ValueError(f"n_steps_each / step_lr / denoise set annealed Langevin; for {settings.name} pass "
+                             f"its own options (steps=, step_lr= for cas, denoise= for cas/pc/ode)")
+        from .runner import sample_planned
+        return sample_planned(model, config, settings, n, seed=seed, batch_size=batch_size, device=device,
+                              progress=progress, method=method, rng=rng, first_index=first_index, dtype=dtype,
+                              channels_last=channels_last, backend=backend, graph=graph, x_init=x_init)
     s = config.sampling
     n_steps_each = n_steps_each or s.n_steps_each
     step_lr = step_lr if step_lr is not None else s.step_lr
     denoise = s.denoise if denoise is None else denoise
-    batch_size = min(n, batch_size or s.batch_size)
-    device = torch.device(device) if device is not None else next(model.parameters()).device
     sigmas = config.sampling_sigmas()
     generator = torch.Generator(device="cpu").manual_seed(seed)
     n_batches = math.ceil(n / batch_size)
@@ -132,21 +137,22 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
         for b in range(n_batches):
             m = min(batch_size, n - b * batch_size)
             ids = torch.arange(first_index + b * batch_size, first_index + b * batch_size + m)
+            start = None if x_init is None else x_init[b * batch_size: b * batch_size + m]
             if fast is not None:
-                outs.append(fast(ids, bar.update).float().cpu())
+                outs.append(fast(ids, bar.update, x_init=start).float().cpu())
                 continue
             if rng == "torch":
                 x0 = torch.rand(m, *config.image_shape, generator=generator)
             else:
                 x0 = philox_uniform_ref(seed, INIT_STEP, ids, math.prod(config.image_shape))
                 x0 = x0.view(m, *config.image_shape)
-            x0 = data_transform(x0, config).to(device)
+            x0 = (data_transform(x0, config) if start is None else start.float()).to(device)
             noise = _cpu_noise(generator, device) if rng == "torch" else philox_noise(seed, ids.to(device))
             # NCSN v1 draws the noise before the score call, NCSNv2 after it.
             x = anneal_langevin(model_score(model), x0, sigmas, n_steps_each=n_steps_each, step_lr=step_lr,
                                 noise_first=config.family == "ncsn", denoise=denoise, noise=noise,
                                 progress=bar.update)
-            outs.append(check_finite(x, ids, step_lr).float().cpu())
+            outs.append(check_finite(x, ids, _ald_hint(step_lr)).float().cpu())
     return torch.cat(outs)
 
 
@@ -154,15 +160,9 @@ def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_
                  steps_per_graph=1, compile_mode=None):
     """A function (x0, ids, progress) -> x running the fused loop, graphed on CUDA (a graph of `steps_per_graph`
     steps); on a copy of the model, with compile_mode under torch.compile too (our ops compose with it)."""
-    from ..models import set_backend
     from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
 
-    fast_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
-    if channels_last:
-        fast_model = fast_model.to(memory_format=torch.channels_last)
-    set_backend(fast_model, backend)
-    if compile_mode is not None:
-        fast_model = torch.compile(fast_model, mode=None if compile_mode == "default" else compile_mode)
+    fast_model = fast_copy(model, device, dtype, channels_last, backend, compile_mode)
     sigmas = config.sampling_sigmas()
     scales = model.score_scales()[: len(sigmas)]  # the scale of each label the loop uses
     graph = device.type == "cuda" if graph is None else graph
@@ -182,6 +182,10 @@ def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_
                                      score_scales=scales, denoise=denoise, backend=backend, progress=progress)
         return x
     return run, fast_model
+
+
+def _ald_hint(step_lr: float) -> str:
+    return f"step_lr {step_lr} may be too large for this model"
 
 
 def _cpu_noise(generator: torch.Generator, device: torch.device):

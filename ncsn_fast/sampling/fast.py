@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from ..ops.langevin_step import langevin_step_, langevin_step_ref
+from .graphs import CapturedSteps
 from .langevin import langevin_schedule
 
 RawScore = Callable[[torch.Tensor, int], torch.Tensor]
@@ -99,8 +100,8 @@ def model_raw_score(model: torch.nn.Module, dtype: torch.dtype = torch.float32, 
     return score
 
 
-class GraphedLangevin:
-    """The fused loop with all its state on the device, captured in CUDA graphs and replayed.
+class GraphedLangevin(CapturedSteps):
+    """The fused loop with all its state on the device, captured in CUDA graphs and replayed (graphs.py).
 
     Static buffers hold x, the sample indices, the seed, the global step counter and the level table
     {a, c, b}; one step is: level = step // T, labels and coefficients gathered from the table on the device,
@@ -116,13 +117,9 @@ class GraphedLangevin:
                  dtype: torch.dtype = torch.float32, channels_last: bool = False, backend: str = "auto",
                  steps_per_graph: int = 1, capture: bool = True, warmup: int = 2):
         device = next(model.parameters()).device
-        if capture and device.type != "cuda":
-            raise ValueError("CUDA graphs need the model on a CUDA device (capture=False runs the loop eagerly)")
-        if steps_per_graph < 1:
-            raise ValueError(f"steps_per_graph must be >= 1, got {steps_per_graph}")
-        self.model, self.device, self.dtype = model, device, dtype
+        super().__init__(device, steps_per_graph, capture, warmup)
+        self.model, self.dtype, self.backend = model, dtype, backend
         self.fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.backend, self.k, self.capture, self.warmup = backend, steps_per_graph, capture, warmup
         self.x = torch.zeros(batch_size, *image_shape, device=device)
         self.labels = torch.zeros(batch_size, dtype=torch.long, device=device)
         self.ids = torch.arange(batch_size, device=device)
@@ -131,7 +128,6 @@ class GraphedLangevin:
         self.n_steps_each = torch.ones(1, dtype=torch.int64, device=device)
         self.coefs = torch.zeros(3, device=device)
         self.table: torch.Tensor | None = None  # (L, 3), allocated for the first run's L
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}  # steps per graph -> graph
 
     def _step(self) -> None:
         level = torch.div(self.step, self.n_steps_each, rounding_mode="floor")
@@ -141,32 +137,6 @@ class GraphedLangevin:
         langevin_step_(self.x, h, self.coefs, seed=self.seed, step=self.step, sample_ids=self.ids,
                        backend=self.backend)
         self.step.add_(1)
-
-    def _steps(self, k: int) -> None:
-        for _ in range(k):
-            self._step()
-
-    def _graph(self, k: int):
-        """The graph of k steps, captured on first use (after warm-up steps; the run resets the state)."""
-        if k not in self.graphs:
-            pool = next(iter(self.graphs.values())).pool() if self.graphs else None
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):  # warm-up: compile Triton kernels, pick cuDNN algorithms
-                for _ in range(self.warmup):
-                    self._step()
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=pool):
-                self._steps(k)
-            self.graphs[k] = graph
-        return self.graphs[k]
-
-    def _replay(self, k: int) -> None:
-        if self.capture:
-            self._graph(k).replay()
-        else:
-            self._steps(k)
 
     @torch.inference_mode()
     def __call__(self, x0: torch.Tensor, sigmas: torch.Tensor, *, n_steps_each: int, step_lr: float, seed: int,
@@ -183,27 +153,11 @@ class GraphedLangevin:
         self.n_steps_each.fill_(n_steps_each)
         self.seed.fill_(seed)
         self.ids.copy_(sample_ids)
-        total = len(sig) * n_steps_each
-        k = min(self.k, total)
-        chunks = [k] * (total // k) + [1] * (total % k)  # replays of the k-step graph, then one-step ones
-        if self.capture:  # capture (and warm up) before the state is set: warm-up steps move it
-            for k in sorted(set(chunks), reverse=True):
-                self.step.zero_()
-                self._graph(k)
-        self.x.copy_(x0)
-        self.step.zero_()
-        # With a progress bar the host stays at most two replays ahead of the device, so the bar shows work
-        # done, not work queued.
-        done = []
-        for k in chunks:
-            self._replay(k)
-            if progress is not None:
-                if self.capture:
-                    done.append(torch.cuda.Event())
-                    done[-1].record()
-                    if len(done) > 2:
-                        done.pop(0).synchronize()
-                progress(k)
+
+        def reset():
+            self.x.copy_(x0)
+            self.step.zero_()
+        self._run(len(sig) * n_steps_each, reset, progress)
         x = self.x.clone()
         if denoise:
             self.labels.fill_(len(sig) - 1)

@@ -1,0 +1,42 @@
+"""What every sampling path shares: the start's data transform, the divergence check, the fast copy of a model."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..config import Config
+
+
+def data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
+    """[0, 1] image space -> model space (the originals' data_transform for the initial state)."""
+    if config.data.logit_transform:
+        lam = 1e-6
+        x = lam + (1 - 2 * lam) * x
+        return torch.log(x) - torch.log1p(-x)
+    if config.data.rescaled:
+        return 2 * x - 1.0
+    return x
+
+
+def check_finite(x: torch.Tensor, ids: torch.Tensor, hint: str) -> torch.Tensor:
+    """x, or a FloatingPointError naming the samples and `hint`, if the sampler diverged."""
+    if not torch.isfinite(x).all():
+        raise FloatingPointError(f"samples {int(ids[0])}..{int(ids[-1])} contain NaN or inf after sampling ({hint})")
+    return x
+
+
+def fast_copy(model: torch.nn.Module, device, dtype: torch.dtype, channels_last: bool, backend: str,
+              compile_mode: str | None = None) -> torch.nn.Module:
+    """The fast path's copy of a network: on `device` in `dtype`, eval mode, channels_last, fused norms (our
+    ops on `backend`), optionally under torch.compile (our ops compose with it)."""
+    from ..models import set_backend
+
+    fast_model = copy.deepcopy(model).to(device=device, dtype=dtype).eval()
+    if channels_last:
+        fast_model = fast_model.to(memory_format=torch.channels_last)
+    set_backend(fast_model, backend)
+    if compile_mode is not None:
+        fast_model = torch.compile(fast_model, mode=None if compile_mode == "default" else compile_mode)
+    return fast_model

@@ -1,0 +1,185 @@
+"""The samplers by name: settings, defaults, the schedule each one runs on a given model, and its plan.
+
+`ald` (the original annealed Langevin dynamics, with the checkpoint's own settings) stays the default and
+runs on its own loop (langevin.py, fast.py). Every other sampler here is planned into a reference run (its
+paper's function) and, when it has fixed steps, a table for the fused loop (program.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+
+import torch
+
+from .cas import cas_program, sample_cas
+from .denoiser import Denoiser
+from .dpm_solver import dpmpp_2m_program, sample_dpmpp_2m
+from .edm import euler_program, heun_program, sample_euler, sample_heun
+from .ode import sample_ode
+from .pc import pc_program, sample_pc
+from .program import Program
+from .schedules import fit_to_model, geometric_sigmas, karras_sigmas
+
+SAMPLERS = {
+    "ald": "annealed Langevin dynamics (Song & Ermon 2019, 2020): the original algorithm, the config's settings",
+    "cas": "consistent annealed sampling (Jolicoeur-Martineau et al. 2021): one step per level",
+    "euler": "EDM's deterministic sampler with Euler steps (Karras et al. 2022, Algorithm 1)",
+    "heun": "EDM's deterministic sampler with Heun steps (Karras et al. 2022, Algorithm 1): 2N - 1 evaluations",
+    "edm": "EDM's stochastic sampler (Karras et al. 2022, Algorithm 2): Heun steps with churn",
+    "dpmpp-2m": "DPM-Solver++(2M) (Lu et al. 2022): second order, one evaluation per step",
+    "pc": "predictor-corrector of score SDEs (Song et al. 2021): reverse diffusion + Langevin corrector",
+    "ode": "the probability-flow ODE with adaptive RK45 (Song et al. 2021), a reference (not graph-captured)",
+}
+# EDM's stochastic settings for its VE CIFAR-10 network (Karras et al. 2022, Table 5).
+EDM_CHURN = {"churn": 80.0, "s_tmin": 0.05, "s_tmax": 1.0, "s_noise": 1.007}
+DEFAULT_STEPS = {"euler": 50, "heun": 18, "edm": 18, "dpmpp-2m": 20}
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """What a sampler other than `ald` needs; None: the sampler's default (see `plan`)."""
+    name: str = "ald"
+    steps: int | None = None  # N: levels (cas, pc) or steps of the schedule (euler, heun, edm, dpmpp-2m)
+    sigma_max: float | None = None  # the schedule's range (default: the model's trained range)
+    sigma_min: float | None = None
+    rho: float = 7.0  # EDM's schedule exponent
+    churn: float | None = None  # edm: S_churn (default EDM's 80; heun and euler have none)
+    s_tmin: float | None = None
+    s_tmax: float | None = None
+    s_noise: float | None = None
+    snr: float = 0.16  # pc: the corrector's signal-to-noise ratio (score-SDE's CIFAR-10 value)
+    n_corrector: int = 1  # pc: Langevin corrector steps per level
+    batch_mean: bool = False  # pc: the corrector step from batch means (the original; batch-dependent)
+    step_lr: float | None = None  # cas: eta = step_lr / sigma_N^2 (default: the config's step_lr)
+    denoise: bool | None = None  # cas, pc, ode: the final denoising step (default on)
+    rtol: float = 1e-5  # ode
+    atol: float = 1e-5
+
+    def __post_init__(self):
+        if self.name not in SAMPLERS:
+            raise ValueError(f"unknown sampler {self.name!r}; choose from {', '.join(SAMPLERS)}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.churn is not None and self.churn < 0:
+            raise ValueError(f"churn must be >= 0, got {self.churn}")
+        if self.churn and self.name != "edm":
+            raise ValueError(f"churn applies to the edm sampler only, not {self.name}")
+        for name in ("sigma_max", "sigma_min", "step_lr", "s_noise", "rtol", "atol"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"{name} must be positive, got {v}")
+        if not self.rho > 0 or not self.snr > 0 or self.n_corrector < 0:
+            raise ValueError(f"need rho > 0, snr > 0 and n_corrector >= 0, got {self.rho}, {self.snr}, "
+                             f"{self.n_corrector}")
+
+    def to_dict(self) -> dict:
+        """The settings that decide the samples (for manifests); ald's live in the config and its flags."""
+        if self.name == "ald":
+            return {"name": "ald"}
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class Plan:
+    name: str
+    sigmas: torch.Tensor  # the schedule run (float64)
+    reference: Callable  # reference(denoiser, x, noise=, progress=) -> x (ode: (x, evals))
+    program: Program | None  # the table of a fixed-step sampler (None: ode)
+    start_sigma: float
+    evals: int | None  # network evaluations per sample (None: adaptive)
+    summary: str
+
+
+def plan(settings: SamplerSettings, denoiser: Denoiser, config=None) -> Plan:
+    """The schedule and runs of `settings` on this model; ValueError with the reason if it cannot run here."""
+    s, name = settings, settings.name
+    if name == "ald":
+        raise ValueError("ald runs on its own loop (sampling.sample / FastSampler), not from a plan")
+    hi = s.sigma_max if s.sigma_max is not None else denoiser.sigma_max
+    lo = s.sigma_min if s.sigma_min is not None else denoiser.sigma_min
+    if lo > hi:
+        raise ValueError(f"sigma_min ({lo:g}) must not exceed sigma_max ({hi:g})")
+    what = f"the {name} schedule"
+    if name == "ode":
+        if not denoiser.continuous:
+            raise ValueError(f"ode integrates through every sigma; {denoiser.name} knows only its ladder's sigma "
+                             f"(use pc, cas or a ladder schedule of euler/heun/dpmpp-2m)")
+        denoiser.check([hi, lo], what)
+        if lo == hi:
+            raise ValueError("ode needs sigma_min < sigma_max")
+        ref = partial(sample_ode, sigma_max=hi, sigma_min=lo, rtol=s.rtol, atol=s.atol, denoise=_on(s.denoise))
+        return Plan(name, torch.tensor([hi, lo], dtype=torch.float64), ref, None, hi, None,
+                    f"ode (RK45, rtol {s.rtol:g}, atol {s.atol:g}), sigma {hi:g} -> {lo:g}")
+    steps = s.steps or _default_steps(name, denoiser, config)
+    if name in ("euler", "heun", "edm", "dpmpp-2m"):
+        sig = fit_to_model(karras_sigmas(steps, lo, hi, s.rho), denoiser, what)
+        if name == "euler":
+            prog, ref = euler_program(sig), sample_euler
+        elif name == "dpmpp-2m":
+            prog, ref = dpmpp_2m_program(sig), sample_dpmpp_2m
+        else:
+            knobs = _churn_knobs(s) if name == "edm" else {}
+            prog = heun_program(sig, **knobs)
+            denoiser.check([row.sigma for row in prog.rows], f"the {name} schedule with churn")
+            ref = partial(sample_heun, **knobs)
+        detail = f"rho {s.rho:g}" + (", churn {churn:g}, S_tmin {s_tmin:g}, S_tmax {s_tmax:g}, S_noise {s_noise:g}"
+                                     .format(**_churn_knobs(s)) if name == "edm" else "")
+    else:  # cas, pc: geometric levels
+        sig = fit_to_model(geometric_sigmas(steps, lo, hi), denoiser, what)
+        if name == "cas":
+            step_lr = s.step_lr if s.step_lr is not None else _config_step_lr(config)
+            eta = step_lr / float(sig[-1]) ** 2
+            prog = cas_program(sig, eta, _on(s.denoise))
+            ref = partial(sample_cas, eta=eta, denoise=_on(s.denoise))
+            detail = f"eta {eta:.4g} (step_lr {step_lr:g})"
+        else:
+            prog = pc_program(sig, s.snr, s.n_corrector, _on(s.denoise), s.batch_mean)
+            ref = partial(sample_pc, snr=s.snr, n_corrector=s.n_corrector, denoise=_on(s.denoise),
+                          batch_mean=s.batch_mean)
+            detail = f"snr {s.snr:g}, {s.n_corrector} corrector step(s)"
+            detail += ", batch-mean steps" if s.batch_mean else ""
+    positive = sig[sig > 0]
+    summary = (f"{name} ({len(positive)} sigma {float(positive[0]):.4g} -> {float(positive[-1]):.4g}, {detail}): "
+               f"{prog.evals} network evaluations per sample")
+    return Plan(name, sig, partial(ref, sigmas=sig), prog, float(sig[0]), prog.evals, summary)
+
+
+def _on(flag: bool | None) -> bool:
+    return True if flag is None else flag
+
+
+def _churn_knobs(s: SamplerSettings) -> dict:
+    return {k: (getattr(s, k) if getattr(s, k) is not None else v) for k, v in EDM_CHURN.items()}
+
+
+def _config_step_lr(config) -> float:
+    if config is None:
+        raise ValueError("cas needs step_lr (eta = step_lr / sigma_N^2): no config gives one")
+    return config.sampling.step_lr
+
+
+def _default_steps(name: str, denoiser: Denoiser, config) -> int:
+    if name in DEFAULT_STEPS:
+        return DEFAULT_STEPS[name]
+    levels = len(denoiser.ladder)
+    if name == "cas" and denoiser.continuous and config is not None:
+        # The paper's: the ladder's range in (L - 1) T + 1 geometric levels (T Langevin steps per level).
+        return (levels - 1) * config.sampling.n_steps_each + 1
+    return levels
+
+
+def evals_text(evals: int | None) -> str:
+    return "an adaptive number of network evaluations per sample" if evals is None else \
+        f"{evals} network evaluations per sample"
+
+
+def supported(denoiser: Denoiser) -> dict[str, str]:
+    """The samplers this model can run, with what limits them on it."""
+    if denoiser.continuous:
+        return {name: "" for name in SAMPLERS}
+    ladder = "sigma from the ladder"
+    return {"ald": "", "cas": ladder, "euler": ladder, "heun": ladder, "edm": "only with --churn 0 (= heun)",
+            "dpmpp-2m": ladder, "pc": ladder}
