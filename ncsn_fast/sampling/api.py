@@ -87,8 +87,8 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
 
     sampler: 'ald' (default: the original annealed Langevin dynamics with the config's settings, which
         n_steps_each / step_lr / denoise override) or another sampler of `SAMPLERS` ('heun', 'dpmpp-2m', ...)
-        with its options as keywords (steps=18, churn=..., sigma_max=...; see SamplerSettings), or a
-        SamplerSettings.
+        with its options as keywords (steps=18, churn=..., sigma_max=...; see SamplerSettings; step_lr and
+        denoise go to the samplers that have them), or a SamplerSettings.
     method='fast' (default): fused ops, the network in `dtype` (the sampler's state stays float32),
         channels_last, CUDA graphs on a GPU (graph=None: when the model is on CUDA); noise from the
         counter-based stream, so sample i (counted from `first_index`) is the same whatever the batch
@@ -114,9 +114,10 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     batch_size = min(n, batch_size or config.sampling.batch_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if settings.name != "ald":
-        if n_steps_each is not None or step_lr is not None or denoise is not None:
-            raise ValueError(f"n_steps_each / step_lr / denoise set annealed Langevin; for {settings.name} pass "
-                             f"its own options (steps=, step_lr= for cas, denoise= for cas/pc/ode)")
+        if n_steps_each is not None:
+            raise ValueError(f"n_steps_each sets annealed Langevin (ald); {settings.name} takes steps=")
+        given = {k: v for k, v in (("step_lr", step_lr), ("denoise", denoise)) if v is not None}
+        settings = dataclasses.replace(settings, **given)
         from .runner import sample_planned
         return sample_planned(model, config, settings, n, seed=seed, batch_size=batch_size, device=device,
                               progress=progress, method=method, rng=rng, first_index=first_index, dtype=dtype,

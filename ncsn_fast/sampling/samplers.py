@@ -103,6 +103,13 @@ def plan(settings: SamplerSettings, denoiser: Denoiser, config=None) -> Plan:
     if lo > hi:
         raise ValueError(f"sigma_min ({lo:g}) must not exceed sigma_max ({hi:g})")
     what = f"the {name} schedule"
+    if not denoiser.continuous:  # a range the user names must lie on the ladder; the points between are snapped
+        for v in (s.sigma_max, s.sigma_min):
+            if v is not None:
+                if not denoiser.sigma_min * (1 - 1e-6) <= v <= denoiser.sigma_max * (1 + 1e-6):
+                    raise ValueError(f"sigma {v:g} is beyond the ladder of {denoiser.name} "
+                                     f"({denoiser.sigma_min:.6g} .. {denoiser.sigma_max:.6g})")
+                denoiser.level(v)
     if name == "ode":
         if not denoiser.continuous:
             raise ValueError(f"ode integrates through every sigma; {denoiser.name} knows only its ladder's sigma "
