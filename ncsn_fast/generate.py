@@ -29,7 +29,7 @@ import time
 import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +41,7 @@ from .fileio import atomic_write, atomic_write_bytes
 from .images import inverse_data_transform, make_grid, png_bytes, to_uint8_nhwc
 
 PER_FOLDER = 10_000
+SETTING_DEFAULTS = {"sampler": {"name": "ald"}}
 MANIFEST = "manifest.json"
 OURS = (MANIFEST, "images", "shards", "samples.npz", "grid.png")
 
@@ -59,6 +60,7 @@ class Settings:
     dtype: str
     format: str
     shard_size: int
+    sampler: dict = field(default_factory=lambda: {"name": "ald"})  # SamplerSettings.to_dict()
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -126,7 +128,8 @@ def prepare_output(out: Path, settings: Settings, *, resume: bool, overwrite: bo
             raise NcsnError(f"--out {out} already holds a generation run ({done}): pass --resume to continue it "
                             f"or --overwrite to start again")
         else:
-            diff = [k for k, v in settings.to_dict().items() if old.get("settings", {}).get(k) != v]
+            recorded = {**SETTING_DEFAULTS, **old.get("settings", {})}  # runs made before a setting existed
+            diff = [k for k, v in settings.to_dict().items() if recorded.get(k) != v]
             if diff:
                 raise NcsnError(f"--out {out} holds a run made with other settings ({', '.join(diff)} differ): "
                                 f"--resume needs the same ones; pass --overwrite to start again")

@@ -64,3 +64,37 @@ def test_demo(tmp_path, capsys):
     assert "annealed Langevin" in text
     img = Image.open(tmp_path / "gmm_langevin.png")
     assert img.size[0] > img.size[1] > 100
+
+
+def test_sample_with_another_sampler_names_it_and_its_evaluations(tmp_path, capsys):
+    out = tmp_path / "out"
+    rc = main(["sample", "--checkpoint", str(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth")),
+               "--config", str(fixture_path("ncsnv2_cifar10_ngf8_config.yml")), "-n", "3", "--sampler", "heun",
+               "--steps", "4", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "sampler: heun (4 sigma 50 -> 0.01, rho 7): 7 network evaluations per sample" in text
+    assert np.load(out / "samples.npz")["arr_0"].shape == (3, 32, 32, 3)
+
+
+def test_info_lists_the_samplers_a_checkpoint_supports(capsys):
+    assert main(["info", str(fixture_path("ncsn_cifar10_ngf8_checkpoint.pth")),
+                 "--config", str(fixture_path("ncsn_cifar10_ngf8_config.yml"))]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("samplers")][0]
+    assert "heun (sigma from the ladder)" in line and "ode" not in line
+
+
+@pytest.mark.parametrize("case", ["unknown", "steps0", "negative_churn", "off_ladder", "churn_on_v1", "ald_option",
+                                  "n_steps_each"])
+def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
+    v1 = ["--checkpoint", fixture_path("ncsn_cifar10_ngf8_checkpoint.pth"),
+          "--config", fixture_path("ncsn_cifar10_ngf8_config.yml")]
+    args = {"unknown": ["--sampler", "magic"], "steps0": ["--sampler", "heun", "--steps", "0"],
+            "negative_churn": ["--sampler", "edm", "--churn", "-2"],
+            "off_ladder": [*v1, "--sampler", "heun", "--sigma-max", "0.77"],
+            "churn_on_v1": [*v1, "--sampler", "edm"], "ald_option": ["--steps", "10"],
+            "n_steps_each": ["--sampler", "pc", "--n-steps-each", "3"]}[case]
+    out = tmp_path / "out"
+    r = run("sample", *args, "--out", out, "--quiet")
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "error:" in lines[0], r.stderr
+    assert not out.exists()

@@ -196,3 +196,19 @@ def test_writer_queue_is_bounded_and_its_wait_is_counted():
     assert writer.waited >= 0.1 and len(writer.pending) <= 2
     writer.close()
     assert peak[0] <= 3 and not writer.pending
+
+
+def test_another_sampler_is_recorded_and_resume_needs_the_same(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert _run(tiny_checkpoint, out, "--sampler", "dpmpp-2m", "--steps", "5", "--batch-size", "3") == 0
+    assert "sampler: dpmpp-2m" in capsys.readouterr().out
+    sampler = json.loads((out / "manifest.json").read_text())["settings"]["sampler"]
+    assert sampler["name"] == "dpmpp-2m" and sampler["steps"] == 5
+    other = tmp_path / "o2"
+    assert _run(tiny_checkpoint, other, "--sampler", "dpmpp-2m", "--steps", "5", "--batch-size", "10") == 0
+    assert np.array_equal(np.load(out / "samples.npz")["arr_0"], np.load(other / "samples.npz")["arr_0"])
+    capsys.readouterr()
+    assert _run(tiny_checkpoint, out, "--sampler", "dpmpp-2m", "--steps", "6", "--resume") == 2
+    assert "sampler differ" in capsys.readouterr().err
+    assert _run(tiny_checkpoint, tmp_path / "o3", "--sampler", "ode") == 2
+    assert "ode" in capsys.readouterr().err and not (tmp_path / "o3").exists()

@@ -188,5 +188,5 @@ def supported(denoiser: Denoiser) -> dict[str, str]:
     if denoiser.continuous:
         return {name: "" for name in SAMPLERS}
     ladder = "sigma from the ladder"
-    return {"ald": "", "cas": ladder, "euler": ladder, "heun": ladder, "edm": "only with --churn 0 (= heun)",
+    return {"ald": "", "cas": ladder, "euler": ladder, "heun": ladder, "edm": "with --churn 0 only: heun",
             "dpmpp-2m": ladder, "pc": ladder}

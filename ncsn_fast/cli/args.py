@@ -1,0 +1,176 @@
+"""Argument types and helpers shared by the commands: checkpoint loading, output folders, devices, processes."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from ..errors import NcsnError
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def csv(item):
+    """An argparse type: a comma-separated list of `item`s, as a tuple."""
+    def parse(text: str) -> tuple:
+        return tuple(item(t) for t in text.split(",") if t)
+    return parse
+
+
+def positive_int_or(word: str):
+    """An argparse type: a positive integer, or `word` itself."""
+    def parse(text: str) -> int | str:
+        return word if text == word else positive_int(text)
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="the run's config.yml (default: embedded, or config.yml beside "
+                   "the checkpoint, or inferred from the weights)")
+    p.add_argument("--image-size", type=positive_int, help="image size, if there is no config")
+    p.add_argument("--sigma-begin", type=positive_float, help="largest sigma, if there is no config")
+    p.add_argument("--sigma-end", type=positive_float, help="smallest sigma, if there is no config")
+    p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA ones")
+
+
+def load_model(args):
+    from ..checkpoints import load_checkpoint
+    if args.checkpoint is None:
+        from ..digits import builtin_checkpoint
+        args.checkpoint = str(builtin_checkpoint())
+    return load_checkpoint(args.checkpoint, config=args.config, ema=not args.no_ema,
+                           image_size=args.image_size, sigma_begin=args.sigma_begin,
+                           sigma_end=args.sigma_end, return_info=True)
+
+
+def check_out_dir(out: Path, create: bool = False) -> None:
+    """Fail early on an output folder that cannot be written; with create, make it and try a file in it."""
+    if out.exists() and not out.is_dir():
+        raise NcsnError(f"--out {out} exists and is not a folder")
+    parent = next((p for p in [out, *out.parents] if p.exists()), None)
+    if parent is None or not os.access(parent, os.W_OK | os.X_OK):
+        raise NcsnError(f"--out {out}: no permission to write in {parent}")
+    if create:
+        import tempfile
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=out):
+                pass
+        except OSError as e:
+            raise NcsnError(f"--out {out}: cannot write there ({e.strerror or e})") from None
+
+
+def device_arg(text: str):
+    """--device as a torch.device, refusing unknown names and CUDA where there is none."""
+    import torch
+
+    try:
+        dev = torch.device(text)
+    except RuntimeError:
+        raise NcsnError(f"--device {text!r} is not a device torch knows") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NcsnError(f"--device {text}: no CUDA device is available")
+    return dev
+
+
+def distributed_setup(device: str):
+    """(rank, world size, this process's device); under torchrun joins the process group (NCCL on CUDA,
+    gloo on the CPU) and takes the GPU of its LOCAL_RANK."""
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    dev = device_arg(device)
+    if world == 1:
+        return 0, 1, dev
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local)
+        torch.cuda.setdevice_arg(dev)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), dev
+
+
+def nonnegative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def add_sampler_args(p: argparse.ArgumentParser) -> None:
+    """--sampler and its options (sampling/samplers.py); --n-steps-each / --step-lr / --denoise are the others'."""
+    from ..sampling.samplers import SAMPLERS
+
+    p.add_argument("--sampler", choices=list(SAMPLERS), default="ald",
+                   help="ald: the original annealed Langevin dynamics (default); " +
+                   "; ".join(f"{k}: {v.split(' (')[0]}" for k, v in SAMPLERS.items() if k != "ald"))
+    p.add_argument("--steps", type=positive_int, help="the sampler's N: steps of its schedule (euler, heun, edm, "
+                   "dpmpp-2m) or noise levels (cas, pc); default: the sampler's own")
+    p.add_argument("--sigma-max", type=positive_float, help="the schedule's largest sigma (default: the model's)")
+    p.add_argument("--sigma-min", type=positive_float, help="the schedule's smallest sigma (default: the model's)")
+    p.add_argument("--rho", type=positive_float, help="EDM's schedule exponent (default 7)")
+    p.add_argument("--churn", type=nonnegative_float, help="edm: S_churn (default 80, EDM's for VE networks)")
+    p.add_argument("--snr", type=positive_float, help="pc: the corrector's signal-to-noise ratio (default 0.16)")
+
+
+def sampler_settings(args):
+    """The SamplerSettings of the command line; sampler options given to ald are refused by name."""
+    from ..sampling.samplers import SamplerSettings
+
+    options = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
+               "churn": args.churn, "snr": args.snr}
+    given = {k: v for k, v in options.items() if v is not None}
+    if args.sampler == "ald":
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise NcsnError(f"{flags} set the other samplers (--sampler); ald takes --n-steps-each, --step-lr")
+        return SamplerSettings("ald")
+    if args.n_steps_each is not None:
+        raise NcsnError(f"--n-steps-each sets ald's Langevin steps; {args.sampler} takes --steps")
+    if args.sampler not in ("cas",) and args.step_lr is not None:
+        raise NcsnError(f"--step-lr sets ald's and cas's step size, not {args.sampler}'s")
+    if args.sampler not in ("cas", "pc", "ode") and args.denoise is not None:
+        raise NcsnError(f"--[no-]denoise applies to ald, cas, pc and ode, not {args.sampler} (it ends at sigma = 0)")
+    try:
+        return SamplerSettings(args.sampler, step_lr=args.step_lr, denoise=args.denoise, **given)
+    except ValueError as e:
+        raise NcsnError(str(e)) from None
+
+
+def describe_sampler(settings, model, cfg, n_steps_each=None, denoise=None) -> str:
+    """The sampler, its schedule and its evaluations per sample, as one phrase; NcsnError if it cannot run here."""
+    if settings.name == "ald":
+        s = cfg.sampling
+        t, d, levels = n_steps_each or s.n_steps_each, s.denoise if denoise is None else denoise, cfg.model.num_classes
+        return (f"ald ({levels} levels x {t} steps{' + denoising' if d else ''}): "
+                f"{levels * t + int(d)} network evaluations per sample")
+    from ..sampling import Denoiser, plan
+    try:
+        return plan(settings, Denoiser.from_model(model), cfg).summary
+    except ValueError as e:
+        raise NcsnError(str(e)) from None

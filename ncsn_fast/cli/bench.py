@@ -1,0 +1,40 @@
+"""`ncsn-fast bench`: time the fused ops, the forward and the sampler against eager PyTorch and torch.compile."""
+
+from __future__ import annotations
+
+import shlex
+
+from ..errors import NcsnError
+from .args import csv, device_arg, positive_int_or
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="time the fused ops, the network forward and the sampler against eager PyTorch "
+                                      "and torch.compile; writes JSON + markdown")
+    p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all"], default="all")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="benchmarks/results", help="results folder (default benchmarks/results)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")
+    p.add_argument("--compile", nargs="*", default=[], metavar="MODE",
+                   help="also time torch.compile of the network in these modes (default, max-autotune, ...)")
+    p.add_argument("--models", type=csv(str), default=None, metavar="M[,M]",
+                   help="sampler suite: only these configs (cifar10, celeba); the results file is named after them")
+    p.add_argument("--batches", type=csv(positive_int_or("max")), default=None, metavar="B[,B]",
+                   help="sampler suite: these batch sizes instead of the built-in ones; 'max': the largest "
+                        "power of two that fits in GPU memory")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from .. import bench
+
+    device_arg(args.device)
+    command = "ncsn-fast " + shlex.join(args.argv)
+    try:
+        json_path, md_path = bench.run(args.suite, args.device, args.out, args.quick, tuple(args.compile), command,
+                                       args.models, args.batches)
+    except ValueError as e:
+        raise NcsnError(str(e)) from None
+    print(md_path.read_text())
+    print(f"results: {json_path}, {md_path}")
+    return 0

@@ -1,0 +1,185 @@
+"""`ncsn-fast generate`: many samples (FID sets), sharded, resumable, multi-process under torchrun."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from ..errors import NcsnError
+from .args import (
+    add_checkpoint_args,
+    add_sampler_args,
+    check_out_dir,
+    describe_sampler,
+    distributed_setup,
+    load_model,
+    positive_float,
+    positive_int,
+    positive_int_or,
+    sampler_settings,
+)
+
+EXIT_USAGE = 2
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("generate", help="many samples (e.g. 50k for FID): PNG files and/or one .npz, sharded, "
+                       "resumable, multi-process under torchrun")
+    p.add_argument("--checkpoint", help="checkpoint.pth of the original code, or ours (default: the built-in "
+                   "digits model)")
+    add_checkpoint_args(p)
+    p.add_argument("-n", type=positive_int, required=True, help="number of images")
+    p.add_argument("--out", required=True, help="output folder (manifest.json, images/, samples.npz, grid.png)")
+    p.add_argument("--format", choices=["png", "npz", "both"], default="both",
+                   help="a PNG per image, one .npz (uint8 NHWC), or both (default)")
+    p.add_argument("--batch-size", default=None, metavar="N|auto",
+                   help="samples per batch (does not change the images); 'auto': the largest that fits on the "
+                   "GPU; default: the config's sampling batch size")
+    p.add_argument("--shard-size", type=positive_int, default=1000,
+                   help="images per shard, the unit of work and of resumption (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+    add_sampler_args(p)
+    p.add_argument("--n-steps-each", type=positive_int, help="ald: Langevin steps per noise level")
+    p.add_argument("--step-lr", type=positive_float, help="ald, cas: step size epsilon")
+    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
+                   help="ald, cas, pc: final denoising step (default: the config's for ald, on for the others)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="network precision (the Langevin state stays float32)")
+    p.add_argument("--backend", default="auto", choices=["auto", "cuda", "triton", "cpu", "torch"],
+                   help="fused-op backend")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun each process takes its "
+                   "LOCAL_RANK's GPU)")
+    p.add_argument("--writer-threads", type=positive_int, default=2, help="background PNG/npz writers")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def _batch_size_arg(text: str | None) -> int | str | None:
+    if text is None:
+        return None
+    try:
+        return positive_int_or("auto")(text)
+    except argparse.ArgumentTypeError as e:
+        raise NcsnError(f"--batch-size: {e} or 'auto'") from None
+
+
+def run(args) -> int:
+    from datetime import timedelta
+
+    if args.resume and args.overwrite:
+        raise NcsnError("--resume and --overwrite exclude each other")
+    batch_arg = _batch_size_arg(args.batch_size)
+    _check_sampler(sampler_settings(args))  # before anything is written
+    out = Path(args.out)
+    check_out_dir(out, create=int(os.environ.get("RANK", "0")) == 0)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return _generate(args, batch_arg, out)
+    import torch.distributed as dist
+    if not dist.is_initialized():  # only small control messages cross processes: gloo, also next to GPUs
+        dist.init_process_group("gloo", timeout=timedelta(days=7))
+    try:
+        return _generate(args, batch_arg, out)
+    finally:
+        # On every path (early returns and errors too) leave together, then close the group: a process that
+        # closed its side while another still read a broadcast made that one abort. A process that failed
+        # alone gives up waiting after a minute (and torchrun then stops the others).
+        try:
+            dist.monitored_barrier(timeout=timedelta(minutes=1))
+        except RuntimeError:
+            pass
+        dist.destroy_process_group()
+
+
+def _check_sampler(settings) -> None:
+    if settings.name == "ode":
+        raise NcsnError("generate promises samples that do not depend on the batch; ode's adaptive steps are "
+                        "chosen for a whole batch, so it is for `ncsn-fast sample` only")
+
+
+def _generate(args, batch_arg, out: Path) -> int:
+    import dataclasses
+
+    import torch
+
+    from .. import generate as gen
+    from ..sampling import FastSampler, ProgramSampler
+
+    rank, world, device = distributed_setup(args.device)
+    error, complete = None, False
+    try:
+        sampler_cfg = sampler_settings(args)
+        model, cfg, info = load_model(args)
+        how = describe_sampler(sampler_cfg, model, cfg, args.n_steps_each, args.denoise)
+        ald = sampler_cfg.name == "ald"
+        s = cfg.sampling
+        settings = gen.Settings(
+            checkpoint_sha256=gen.file_sha256(args.checkpoint), config=cfg.to_dict(), ema=info.ema_applied,
+            n=args.n, seed=args.seed, n_steps_each=args.n_steps_each or s.n_steps_each,
+            step_lr=args.step_lr if args.step_lr is not None and ald else s.step_lr,
+            denoise=s.denoise if args.denoise is None or not ald else args.denoise, dtype=args.dtype,
+            format=args.format, shard_size=args.shard_size, sampler=sampler_cfg.to_dict())
+        if rank == 0:
+            manifest = gen.prepare_output(out, settings, resume=args.resume, overwrite=args.overwrite)
+            gen.remove_stale_temps(out)
+            complete = bool(manifest.get("complete"))
+            if not complete:
+                gen.write_manifest(out, manifest)
+    except NcsnError as e:
+        error = e
+    if world > 1:  # every process stops with process 0's error, or learns whether there is work left
+        import torch.distributed as dist
+        box = [str(error) if error else None, complete]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] and error is None:
+            error = NcsnError(box[0])
+        complete = box[1]
+    if error is not None:
+        if rank != 0:  # process 0 says it, once
+            return EXIT_USAGE
+        raise error
+    if complete:
+        if rank == 0:
+            print(f"{out} already holds all {args.n} images (manifest.json: complete); nothing to do")
+        return 0
+
+    model = model.to(device)
+    if ald:
+        sampler = FastSampler(model, cfg, seed=settings.seed, n_steps_each=settings.n_steps_each,
+                              step_lr=settings.step_lr, denoise=settings.denoise, device=device,
+                              dtype=getattr(torch, args.dtype), backend=args.backend)
+    else:
+        sampler = ProgramSampler(model, cfg, sampler_cfg, seed=settings.seed, device=device,
+                                 dtype=getattr(torch, args.dtype), backend=args.backend)
+    cap = min(4096, math.ceil(args.n / world))
+    batch_size = (gen.auto_batch_size(sampler, cfg, device, cap) if batch_arg == "auto"
+                  else min(batch_arg or s.batch_size, cap))
+    timing = gen.generate(sampler, cfg, out, settings, batch_size=batch_size, rank=rank, world_size=world,
+                          progress=not args.quiet, writer_threads=args.writer_threads)
+    per_rank = [dataclasses.asdict(timing)]
+    if world > 1:
+        import torch.distributed as dist
+        per_rank = [None] * world
+        dist.all_gather_object(per_rank, dataclasses.asdict(timing))
+    if rank == 0:
+        wall = max(t["seconds"] for t in per_rank)
+        made = sum(t["images"] for t in per_rank)
+        waited = sum(t["waiting_on_writer_seconds"] for t in per_rank) / world
+        summary = {"seconds": round(wall, 3), "images_this_run": made,
+                   "images_per_second": round(made / max(wall, 1e-9), 3),
+                   "waiting_on_writer_share": round(waited / max(wall, 1e-9), 5),
+                   "batch_size": batch_size, "processes": world, "device": str(device),
+                   "per_process": per_rank, **gen.environment()}
+        gen.finish(out, cfg, settings, manifest, summary)
+        outputs = [name for name, on in (("images/", args.format != "npz"), ("samples.npz", args.format != "png"),
+                                         ("grid.png", True)) if on]
+        print(f"{args.n} images of {cfg.arch} ({made} made now) in {wall:.1f} s, {made / max(wall, 1e-9):.1f} img/s, "
+              f"batch {batch_size} x {world} process{'es' if world > 1 else ''}; device waited on writing "
+              f"{100 * waited / max(wall, 1e-9):.2f} % of the time -> {out}/ ({', '.join(outputs)})\nsampler: {how}")
+    if world > 1:
+        import torch.distributed as dist
+        dist.barrier()
+    return 0

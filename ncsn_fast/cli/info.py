@@ -1,0 +1,40 @@
+"""`ncsn-fast info`: what a checkpoint holds and how it samples."""
+
+from __future__ import annotations
+
+from .args import add_checkpoint_args, load_model
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("info", help="architecture, parameters, noise ladder and sampling settings")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint.pth (default: the built-in digits model)")
+    add_checkpoint_args(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ..sampling import Denoiser, langevin_schedule
+    from ..sampling.samplers import supported
+
+    model, cfg, info = load_model(args)
+    n_params = sum(p.numel() for p in model.parameters())
+    sig = cfg.sampling_sigmas()
+    s = cfg.sampling
+    alphas, _ = langevin_schedule(sig, s.step_lr)
+    evals = len(sig) * s.n_steps_each + int(s.denoise)
+    lines = [
+        f"checkpoint      {info.path} ({info.layout} layout" + (f", step {info.step})" if info.step else ")"),
+        f"config          {info.config_source}",
+        f"architecture    {cfg.arch} ({cfg.family}), ngf {cfg.model.ngf}, "
+        f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}",
+        f"parameters      {n_params:,} ({len(model.state_dict())} state_dict entries)",
+        "weights         " + ("EMA" if info.ema_applied else "raw") +
+        (" (checkpoint has EMA weights)" if info.has_ema and not info.ema_applied else ""),
+        f"noise levels    {len(sig)} {cfg.model.sigma_dist}, sigma {float(sig[0]):g} -> {float(sig[-1]):g}",
+        f"sampling        {s.n_steps_each} steps/level, step_lr {s.step_lr:g} (alpha {alphas[0]:.4g} -> "
+        f"{alphas[-1]:.4g}), denoise {s.denoise}: {evals} network evaluations per sample",
+        "samplers        " + ", ".join(name + (f" ({why})" if why else "")
+                                       for name, why in supported(Denoiser.from_model(model)).items()),
+    ]
+    print("\n".join(lines))
+    return 0

@@ -1,0 +1,93 @@
+"""`ncsn-fast sample`: draw samples from a checkpoint (default: the built-in digits model), write a grid and an .npz."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import yaml
+
+from .args import (
+    add_checkpoint_args,
+    add_sampler_args,
+    check_out_dir,
+    describe_sampler,
+    device_arg,
+    load_model,
+    positive_float,
+    positive_int,
+    sampler_settings,
+)
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("sample", help="draw samples from a checkpoint (default: the built-in digits model): "
+                       "a PNG grid and an .npz")
+    p.add_argument("--checkpoint", help="checkpoint.pth of the original code, or ours (default: the built-in "
+                   "digits model, whose samples are then scored by a digit classifier)")
+    add_checkpoint_args(p)
+    p.add_argument("-n", type=positive_int, default=64, help="number of samples (default 64)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples", help="output folder (samples.png, samples.npz, config.yml; "
+                   "default ./samples)")
+    p.add_argument("--batch-size", type=positive_int, help="default: the config's sampling batch size")
+    add_sampler_args(p)
+    p.add_argument("--n-steps-each", type=positive_int, help="ald: Langevin steps per noise level")
+    p.add_argument("--step-lr", type=positive_float, help="ald, cas: step size epsilon")
+    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
+                   help="ald, cas, pc, ode: final denoising step (default: the config's for ald, on for the others)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--reference", action="store_true",
+                   help="the algorithm as written, eager, torch RNG (for ald: in the original order, reproducing "
+                   "the original code's samples for a seed); default: the fast path (fused ops, CUDA graphs on a "
+                   "GPU)")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
+                   help="network precision on the fast path (the Langevin state stays float32)")
+    p.add_argument("--backend", default="auto", choices=["auto", "cuda", "triton", "cpu", "torch"],
+                   help="fused-op backend on the fast path")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..fileio import atomic_write_bytes
+    from ..images import (
+        inverse_data_transform,
+        make_grid,
+        save_npz,
+        save_png,
+        to_uint8_nhwc,
+    )
+    from ..sampling import sample
+
+    out = Path(args.out)
+    check_out_dir(out)
+    device = device_arg(args.device)
+    builtin = args.checkpoint is None
+    settings = sampler_settings(args)
+    model, cfg, info = load_model(args)
+    model = model.to(device)
+    how = describe_sampler(settings, model, cfg, args.n_steps_each, args.denoise)
+    t0 = time.perf_counter()
+    ald = settings.name == "ald"
+    x = sample(model, cfg, args.n, sampler=settings, seed=args.seed, batch_size=args.batch_size,
+               n_steps_each=args.n_steps_each, step_lr=args.step_lr if ald else None,
+               denoise=args.denoise if ald else None, device=device, progress=not args.quiet,
+               method="reference" if args.reference else "fast", dtype=getattr(torch, args.dtype),
+               backend=args.backend)
+    seconds = time.perf_counter() - t0
+    images = to_uint8_nhwc(inverse_data_transform(x, cfg))
+    save_npz(out / "samples.npz", images)
+    save_png(out / "samples.png", make_grid(images))
+    atomic_write_bytes(out / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
+    path = "reference path" if args.reference else f"fast path, {args.dtype}"
+    what = "the built-in digits model" if builtin else info.config_source
+    print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
+          f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {how}")
+    if builtin:
+        from ..quality import describe, score_digits
+        print(describe(score_digits(torch.from_numpy(images))))
+    return 0
