@@ -5,13 +5,16 @@ from __future__ import annotations
 import shlex
 
 from ..errors import NcsnError
-from .args import csv, device_arg, positive_int_or
+from .args import csv, device_arg, positive_int, positive_int_or
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="time the fused ops, the network forward and the sampler against eager PyTorch "
-                                      "and torch.compile; writes JSON + markdown")
-    p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all"], default="all")
+                                      "and torch.compile; or measure every sampler's quality against its "
+                                      "evaluations (quality); writes JSON + markdown")
+    p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all", "quality"], default="all",
+                   help="all = ops, forward, sampler; quality (not in all: ~40 min on 2 CPU cores) = every sampler "
+                   "on the exact-score and the digits-network beds, with a plot")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="benchmarks/results", help="results folder (default benchmarks/results)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")
@@ -22,14 +25,21 @@ def add_parser(sub) -> None:
     p.add_argument("--batches", type=csv(positive_int_or("max")), default=None, metavar="B[,B]",
                    help="sampler suite: these batch sizes instead of the built-in ones; 'max': the largest "
                         "power of two that fits in GPU memory")
+    p.add_argument("-n", type=positive_int, default=1000, help="quality suite: samples per point (default 1000)")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from .. import bench
 
-    device_arg(args.device)
+    device = device_arg(args.device)
     command = "ncsn-fast " + shlex.join(args.argv)
+    if args.suite == "quality":
+        from ..bench_quality import run_and_write
+        paths = run_and_write(device, args.out, args.n, args.quick, command)
+        print(paths[1].read_text())
+        print("results: " + ", ".join(map(str, paths)))
+        return 0
     try:
         json_path, md_path = bench.run(args.suite, args.device, args.out, args.quick, tuple(args.compile), command,
                                        args.models, args.batches)
