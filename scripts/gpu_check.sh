@@ -2,11 +2,14 @@
 # The GPU check, on a machine with a CUDA GPU: build the extension (CUDA included), then one stage. Each stage
 # is sized for one 10-minute call; in order of priority:
 #   test      GPU-only tests: every GPU backend vs the reference at real sizes, CUDA-graph replays drawing
-#             fresh noise, graphed loops (1 step, 5 steps, whole run per graph) == fused loop, GPU sampling ==
-#             CPU reference, batch-size independence; the ops benchmark; a 2000-image generate smoke run
+#             fresh noise, graphed loops (1 step, 5 steps, whole run per graph) == fused loop, the other
+#             samplers' graphed tables == their fused loop, GPU sampling == CPU reference, batch-size
+#             independence; the ops benchmark; 2000-image generate smoke runs (ald, heun)
 #   sampler   the sampler per step, NCSNv2 CIFAR-10 ngf 128, batches 1/16/128/512: eager original algorithm,
 #             torch.compile (default), ours (cuda/triton, graphed or not, graph of 1 step vs of all steps,
 #             fp32/bf16)
+#   samplers  the other samplers' whole runs (heun, dpmpp-2m) on our fast path against the original algorithm,
+#             CIFAR-10 batches 1/16/128
 #   forward   one NCSNv2 forward: eager, fused ops, channels_last, torch.compile; the per-op profile
 #   large     the sampler at the largest power-of-two batch that fits (CIFAR-10)
 #   celeba    the sampler on the CelebA 64 config, batches 1/16/128
@@ -22,8 +25,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 0 ] && set -- test
 for arg in "$@"; do
-  case "${arg%%:*}" in test|sampler|forward|large|celeba|modes|autotune|all) ;;
-    *) echo "unknown stage '${arg%%:*}' (test | sampler | forward | large | celeba | modes | autotune | all)"; exit 2 ;;
+  case "${arg%%:*}" in test|sampler|samplers|forward|large|celeba|modes|autotune|all) ;;
+    *) echo "unknown stage '${arg%%:*}' (test | sampler | samplers | forward | large | celeba | modes | autotune | all)"
+       exit 2 ;;
   esac
   case "$arg" in *:*) [[ "${arg#*:}" =~ ^[0-9]+$ ]] || { echo "bad seconds in '$arg'"; exit 2; } ;; esac
 done
@@ -71,7 +75,10 @@ run_stage() {
     test) timed "$PY" -m pytest -q -rfE --tb=short --durations=8 -m gpu tests/test_gpu.py -p no:cacheprovider
           bench ops
           timed "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check --overwrite --device cuda \
-            --batch-size auto --quiet ;;
+            --batch-size auto --quiet
+          timed "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check_heun --overwrite --device cuda \
+            --batch-size auto --quiet --sampler heun ;;
+    samplers) bench sampler --models cifar10 --batches 1,16,128 --variants reference,samplers ;;
     sampler) bench sampler --models cifar10 --compile default ;;
     forward) bench forward --compile default
              timed "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128; copy_out ;;
@@ -86,7 +93,7 @@ for arg in "$@"; do
   if [ "$first" = 0 ]; then START=$(date +%s); BUDGET=$(budget_of "$arg"); fi
   first=0
   if [ "${arg%%:*}" = all ]; then
-    for s in test sampler forward large celeba modes autotune; do echo "== stage $s"; run_stage "$s"; done
+    for s in test sampler samplers forward large celeba modes autotune; do echo "== stage $s"; run_stage "$s"; done
   else
     echo "== stage ${arg%%:*} ($(left) s)"; run_stage "${arg%%:*}"
   fi

@@ -42,7 +42,7 @@ def test_bench_sampler_narrowed_cases(tmp_path, capsys):
 
 def test_an_interrupted_run_keeps_the_cases_it_finished(tmp_path, monkeypatch, capsys):
     """Results are written after every case, so a run stopped by a time limit keeps what it measured."""
-    from ncsn_fast import bench
+    from ncsn_fast import bench_sampler as bench
 
     real = bench._fast_steps
 

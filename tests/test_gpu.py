@@ -199,3 +199,64 @@ def test_pool_and_elu_real_size(backend, dtype, channels_last):
     assert ((avg - ref).abs() <= tol * ref.abs() + 1e-6).all()
     e, ref = elu(y, backend=backend).float(), torch.nn.functional.elu(y.float())
     assert ((e - ref).abs() <= (4 * 2 ** -24 if dtype == torch.float32 else 2 ** -8) * ref.abs() + 2 ** -23).all()
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_sampler_update_real_size(backend, dtype, channels_last):
+    from ncsn_fast.ops.sampler_update import sampler_update_, sampler_update_ref
+    skip_unless_backend(backend, DEV)
+    g = torch.Generator().manual_seed(0)
+    shape = (128, 3, 32, 32)
+    x0, p0 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    h = torch.randn(shape, generator=g).to(dtype)
+    coefs = torch.tensor([0.9, -0.37, 0.25, 0.6, 1.0, 0.8, -0.5, 0.2])
+    mult, ids = 0.5 + torch.rand(128, 2, generator=g), torch.arange(128)
+    hd = h.to(DEV)
+    if channels_last:
+        hd = hd.to(memory_format=torch.channels_last)
+    x, p = x0.to(DEV), p0.to(DEV)
+    sampler_update_(x, p, hd, coefs.to(DEV), mult.to(DEV), seed=5, step=9, sample_ids=ids.to(DEV), backend=backend)
+    ref_x, ref_p = sampler_update_ref(x0, p0, h, coefs, mult, philox_normal_ref(5, 9, ids, 3072))
+    big = (x0.abs() + 1.5 * h.float().abs() + p0.abs()).max()
+    assert (x.cpu() - ref_x).abs().max() <= 0.9 * 1e-6 + 6 * torch.finfo(torch.float32).eps * big
+    assert (p.cpu() - ref_p).abs().max() <= 6 * torch.finfo(torch.float32).eps * big
+
+
+@pytest.mark.parametrize("steps_per_graph", [1, 4, 10_000])
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("name", ["heun", "pc"])
+def test_graphed_program_equals_fused_loop(name, backend, steps_per_graph):
+    """A sampler table replayed from CUDA graphs of 1 step, 4 steps (plus one-step remainders) or the whole run
+    gives the un-graphed fused loop's samples (same stream); a second run replays from a reset state."""
+    skip_unless_backend(backend, DEV)
+    from ncsn_fast.sampling import Denoiser, GraphedProgram, SamplerSettings, plan, run_program
+    model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
+                                 config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"), device=DEV)
+    set_backend(model, backend)
+    den = Denoiser.from_model(model)
+    p = plan(SamplerSettings(name, steps=5), den, cfg)
+    ids = torch.arange(4, device=DEV)
+    x0 = p.program.initial_state(den, 1, ids, cfg.image_shape, DEV)
+    fused = run_program(p.program, den, x0, seed=1, sample_ids=ids, backend=backend)
+    loop = GraphedProgram(den, 4, cfg.image_shape, DEV, backend=backend, steps_per_graph=steps_per_graph)
+    counted = []
+    graphed = loop(p.program, x0, seed=1, sample_ids=ids, progress=counted.append)
+    assert (graphed - fused).abs().max() <= 1e-5 * fused.abs().max()
+    assert sum(counted) == p.program.evals and int(loop.r) == p.program.evals
+    assert torch.equal(loop(p.program, x0, seed=1, sample_ids=ids), graphed)
+
+
+@pytest.mark.parametrize("name", ["heun", "dpmpp-2m", "pc"])
+def test_other_samplers_on_gpu_match_cpu_reference_and_batch(name):
+    from ncsn_fast.sampling import sample
+    torch.backends.cudnn.allow_tf32 = False
+    model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
+                                 config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"))
+    ref = sample(model, cfg, 6, sampler=name, steps=4, seed=3, progress=False, method="reference", rng="philox")
+    gpu_model = model.to(DEV)
+    fast = sample(gpu_model, cfg, 6, sampler=name, steps=4, seed=3, batch_size=6, progress=False)
+    assert torch.isfinite(fast).all() and (fast - ref).abs().max() <= 1e-4 * ref.abs().max()
+    other = sample(gpu_model, cfg, 6, sampler=name, steps=4, seed=3, batch_size=4, progress=False)
+    assert torch.equal(fast, other)

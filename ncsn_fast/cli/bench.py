@@ -25,6 +25,11 @@ def add_parser(sub) -> None:
     p.add_argument("--batches", type=csv(positive_int_or("max")), default=None, metavar="B[,B]",
                    help="sampler suite: these batch sizes instead of the built-in ones; 'max': the largest "
                         "power of two that fits in GPU memory")
+    p.add_argument("--samplers", type=csv(str), default=None, metavar="S[,S]",
+                   help="sampler suite: other samplers to time over a whole run on our fast path (default heun, "
+                   "dpmpp-2m; none with --quick)")
+    p.add_argument("--variants", type=csv(str), default=None, metavar="V[,V]",
+                   help="sampler suite: rows to time, of reference, compile, ours, samplers (default all)")
     p.add_argument("-n", type=positive_int, default=1000, help="quality suite: samples per point (default 1000)")
     p.set_defaults(handler=run)
 
@@ -42,7 +47,7 @@ def run(args) -> int:
         return 0
     try:
         json_path, md_path = bench.run(args.suite, args.device, args.out, args.quick, tuple(args.compile), command,
-                                       args.models, args.batches)
+                                       args.models, args.batches, args.samplers, args.variants)
     except ValueError as e:
         raise NcsnError(str(e)) from None
     print(md_path.read_text())
