@@ -78,6 +78,23 @@ def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, rep
             "repeat": repeat}
 
 
+def time_graphed(fn: Callable[[], object], device: torch.device, calls: int = 20, repeat: int = 20) -> dict:
+    """Device time per call of `fn`: `calls` calls captured in one CUDA graph, its replays timed (no Python or
+    launch overhead between the kernels, as inside the graphed sampler). fn must be capturable."""
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):  # warm-up outside the capture (Triton compiles, allocator settles)
+        for _ in range(2):
+            fn()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        for _ in range(calls):
+            fn()
+    t = time_fn(graph.replay, device, warmup=2, repeat=repeat)
+    return {k: (v / calls if k.startswith("ms") else v) for k, v in t.items()}
+
+
 def copy_bandwidth(device: torch.device, nbytes: int) -> float:
     """Measured device copy bandwidth in GB/s, counting bytes read plus bytes written."""
     x = torch.randn(nbytes // 4, device=device)
@@ -127,6 +144,16 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
                         device, repeat=repeat)
             rows.append({"op": "langevin_step", "shape": str(shape), "backend": be, "ms": t["ms"],
                          "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+        if gpu and not quick:  # device time alone, as inside the graphed sampler (seed and step on the device)
+            seed_t, step_t = (torch.tensor([v], device=device) for v in (0, 1))
+            g_ref = time_graphed(partial(_eager_langevin_step, x, h, 0.01, 2.0, 0.2 ** 0.5), device)
+            rows.append({"op": "langevin_step", "shape": str(shape), "backend": "eager torch, in a CUDA graph",
+                         "ms": g_ref["ms"], "gbs": nbytes / (g_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
+            for be in _backends_here(device):
+                t = time_graphed(partial(langevin_step_, x, h, coefs, seed=seed_t, step=step_t, sample_ids=ids,
+                                         backend=be), device)
+                rows.append({"op": "langevin_step", "shape": str(shape), "backend": f"{be}, in a CUDA graph",
+                             "ms": t["ms"], "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": g_ref["ms"] / t["ms"]})
 
     nshapes = [(2, 8, 8, 8)] if quick else ([(128, 128, 32, 32), (128, 256, 16, 16), (16, 128, 64, 64)] if gpu
                                              else [(64, 32, 32, 32), (8, 128, 32, 32), (64, 64, 16, 16)])
@@ -146,6 +173,17 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
                             device, repeat=repeat)
                 rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}", "backend": be,
                              "ms": t["ms"], "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+            if gpu and not quick:
+                g_ref = time_graphed(partial(_eager_norm_elu, x, gamma, alpha_, beta), device)
+                rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}",
+                             "backend": "eager torch, in a CUDA graph", "ms": g_ref["ms"],
+                             "gbs": nbytes / (g_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
+                for be in _backends_here(device):
+                    t = time_graphed(partial(instance_norm_plus, x, gamma, alpha_, beta, elu=True, backend=be),
+                                     device)
+                    rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}",
+                                 "backend": f"{be}, in a CUDA graph", "ms": t["ms"],
+                                 "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": g_ref["ms"] / t["ms"]})
     # The same shapes for the CRP pooling (max: NCSNv2, avg: NCSN v1) and the ELU: one read, one write.
     eager_ops = {"pool5x5 max": partial(F.max_pool2d, kernel_size=5, stride=1, padding=2),
                  "pool5x5 avg": partial(F.avg_pool2d, kernel_size=5, stride=1, padding=2), "elu": F.elu}
