@@ -133,6 +133,33 @@ def infer_config(state: Mapping[str, torch.Tensor], image_size: int | None = Non
     return config_from_dict(raw)
 
 
+def describe_weights(path: str | Path) -> dict:
+    """What a checkpoint's weights tell without any config (for `ncsn-fast info` on a bare checkpoint), and
+    what they do not: {'layout', 'step', 'has_ema', 'family', 'arch', 'ngf', 'channels', 'num_classes',
+    'sigmas' (NCSNv2's buffer, or None), 'parameters', 'entries', 'unknown': [(what, option), ...]}."""
+    path = Path(path)
+    layout, state, shadow, embedded, step = split_checkpoint(_torch_load(path))
+    if "begin_conv.weight" not in state or not ("normalizer.embed.weight" in state or "normalizer.alpha" in state):
+        raise CheckpointError(f"{path} holds a state_dict, but not of an NCSN/NCSNv2 network (no begin_conv / "
+                              f"normalizer parameters among its {len(state)} entries)")
+    ngf, channels = state["begin_conv.weight"].shape[:2]
+    conditional = "normalizer.embed.weight" in state
+    arch = ("CondRefineNetDilated" if conditional else "NCSNv2Deepest" if "res31.0.conv1.weight" in state else
+            "NCSNv2Deeper" if "res5.0.conv1.weight" in state else "NCSNv2")
+    sigmas = None if conditional or "sigmas" not in state else state["sigmas"].double()
+    num_classes = state["normalizer.embed.weight"].shape[0] if conditional else \
+        (len(sigmas) if sigmas is not None else None)
+    unknown = [("the image size", "--image-size (or --config)")]
+    if sigmas is None:
+        unknown.append(("the sigma ladder", "--sigma-begin and --sigma-end (or --config)"))
+    if num_classes is None:
+        unknown.append(("the number of noise levels", "--config"))
+    return {"layout": layout, "step": step, "has_ema": shadow is not None, "family": "ncsn" if conditional else
+            "ncsnv2", "arch": arch, "ngf": int(ngf), "channels": int(channels), "num_classes": num_classes,
+            "sigmas": sigmas, "parameters": sum(v.numel() for k, v in state.items() if k != "sigmas"),
+            "entries": len(state), "unknown": unknown}
+
+
 def check_against_config(state: Mapping[str, torch.Tensor], config: Config) -> None:
     """Raise CheckpointError naming the keys and shapes that differ between weights and config."""
     with torch.device("meta"):
@@ -242,5 +269,5 @@ def atomic_torch_save(obj: Any, path: str | Path) -> None:
     atomic_write(path, lambda f: torch.save(obj, f))
 
 
-__all__ = ["CheckpointInfo", "atomic_torch_save", "check_against_config", "infer_config",
+__all__ = ["CheckpointInfo", "atomic_torch_save", "check_against_config", "describe_weights", "infer_config",
            "load_checkpoint", "save_checkpoint", "split_checkpoint", "strip_prefix"]

@@ -98,3 +98,26 @@ def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "error:" in lines[0], r.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("variant", ["ncsnv2_cifar10_ngf8", "ncsn_cifar10_ngf8"])
+def test_info_on_a_bare_checkpoint_reports_what_the_weights_tell(tmp_path, capsys, variant):
+    import torch
+
+    from ncsn_fast import load_checkpoint
+    obj = torch.load(fixture_path(f"{variant}_checkpoint.pth"), weights_only=True)
+    bare = tmp_path / "checkpoint.pth"
+    torch.save(obj, bare)
+    assert main(["info", str(bare)]) == 0
+    text = capsys.readouterr().out
+    model, cfg = load_checkpoint(fixture_path(f"{variant}_checkpoint.pth"),
+                                 config=fixture_path(f"{variant}_config.yml"))
+    assert f"{cfg.arch} ({cfg.family}), ngf 8, 3 channels" in text
+    assert f"parameters      {sum(p.numel() for p in model.parameters()):,}" in text
+    assert "unknown         the image size: give --image-size" in text
+    if cfg.family == "ncsnv2":
+        assert "232, sigma 50 -> 0.01 (the sigmas buffer)" in text and "EMA weights present" in text
+    else:
+        assert "the sigma ladder: give --sigma-begin and --sigma-end" in text
+    r = run("sample", "--checkpoint", bare, "--out", tmp_path / "out", "--quiet")  # sampling still needs them
+    assert r.returncode == 2 and "--image-size" in r.stderr and not (tmp_path / "out").exists()

@@ -13,10 +13,16 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    from ..errors import CheckpointError
     from ..sampling import Denoiser, langevin_schedule
     from ..sampling.samplers import supported
 
-    model, cfg, info = load_model(args)
+    try:
+        model, cfg, info = load_model(args)
+    except CheckpointError as e:
+        if "no config given" not in str(e):
+            raise
+        return _bare(args.checkpoint)
     n_params = sum(p.numel() for p in model.parameters())
     sig = cfg.sampling_sigmas()
     s = cfg.sampling
@@ -36,5 +42,25 @@ def run(args) -> int:
         "samplers        " + ", ".join(name + (f" ({why})" if why else "")
                                        for name, why in supported(Denoiser.from_model(model)).items()),
     ]
+    print("\n".join(lines))
+    return 0
+
+
+def _bare(path: str) -> int:
+    """A checkpoint without a config: everything its weights tell, and what is missing to sample it."""
+    from ..checkpoints import describe_weights
+
+    w = describe_weights(path)
+    sig = w["sigmas"]
+    lines = [
+        f"checkpoint      {path} ({w['layout']} layout" + (f", step {w['step']})" if w["step"] else ")"),
+        "config          none found (no --config, none embedded, no config.yml beside the checkpoint)",
+        f"architecture    {w['arch']} ({w['family']}), ngf {w['ngf']}, {w['channels']} channels",
+        f"parameters      {w['parameters']:,} ({w['entries']} state_dict entries)",
+        "weights         " + ("EMA weights present (used by default)" if w["has_ema"] else "no EMA weights"),
+        "noise levels    " + (f"{len(sig)}, sigma {float(sig[0]):.6g} -> {float(sig[-1]):.6g} (the sigmas buffer)"
+                              if sig is not None else f"{w['num_classes']} (conditional norms); sigma unknown"),
+    ]
+    lines += [f"unknown         {what}: give {option}" for what, option in w["unknown"]]
     print("\n".join(lines))
     return 0

@@ -77,18 +77,26 @@ class FastSampler:
 
 
 @torch.no_grad()
-def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *, sampler: str | SamplerSettings = "ald",
+def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
+           sampler: str | SamplerSettings | None = None,
            seed: int = 0, batch_size: int | None = None, n_steps_each: int | None = None,
            step_lr: float | None = None, denoise: bool | None = None, device: str | torch.device | None = None,
            progress: bool = True, method: str = "fast", rng: str | None = None, first_index: int = 0,
            dtype: torch.dtype = torch.float32, channels_last: bool = True, backend: str = "auto",
-           graph: bool | None = None, x_init: torch.Tensor | None = None, **sampler_options) -> torch.Tensor:
+           graph: bool | None = None, x_init: torch.Tensor | None = None, sigmas=None,
+           shape: tuple[int, ...] | None = None, kind: str = "score", centre: float = 0.0,
+           **sampler_options) -> torch.Tensor:
     """n samples in model space (N, C, H, W), float32 on the CPU.
 
-    sampler: 'ald' (default: the original annealed Langevin dynamics with the config's settings, which
+    model: one of our networks (a loaded checkpoint), or any callable fn(x, sigma) -> score (kind='score')
+        or denoised x (kind='denoiser'), sigma an (N,) float32 tensor; a callable needs `sigmas` (its
+        trained noise levels, largest first: the range its samplers may use; for ald, its ladder), `shape`
+        (of one sample) and `device`, and starts from N(centre, sigma_max^2 I). config is then unused.
+
+    sampler: 'ald' (the default for networks: the original annealed Langevin dynamics with the config's settings, which
         n_steps_each / step_lr / denoise override) or another sampler of `SAMPLERS` ('heun', 'dpmpp-2m', ...)
         with its options as keywords (steps=18, churn=..., sigma_max=...; see SamplerSettings; step_lr and
-        denoise go to the samplers that have them), or a SamplerSettings.
+        denoise go to the samplers that have them), or a SamplerSettings. For a callable the default is heun.
     method='fast' (default): fused ops, the network in `dtype` (the sampler's state stays float32),
         channels_last, CUDA graphs on a GPU (graph=None: when the model is on CUDA); noise from the
         counter-based stream, so sample i (counted from `first_index`) is the same whatever the batch
@@ -100,12 +108,23 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        if not callable(model):
+            raise TypeError(f"model must be a score network or a callable fn(x, sigma), got {type(model).__name__}")
+        from .functions import sample_function
+        return sample_function(model, n, sigmas=sigmas, shape=shape, kind=kind, centre=centre,
+                               sampler="heun" if sampler is None else sampler,
+                               seed=seed, batch_size=batch_size, n_steps_each=n_steps_each, step_lr=step_lr,
+                               denoise=denoise, device=device, progress=progress, method=method,
+                               first_index=first_index, backend=backend, graph=graph, x_init=x_init,
+                               **sampler_options)
     if method not in ("fast", "reference"):
         raise ValueError(f"method must be 'fast' or 'reference', got {method!r}")
     rng = rng or ("philox" if method == "fast" else "torch")
     if rng not in ("torch", "philox") or (method == "fast" and rng != "philox"):
         raise ValueError(f"rng must be 'torch' or 'philox' ('philox' for the fast path), got {rng!r}")
     config = config or model.config
+    sampler = "ald" if sampler is None else sampler
     settings = sampler if isinstance(sampler, SamplerSettings) else SamplerSettings(sampler, **sampler_options)
     if isinstance(sampler, SamplerSettings) and sampler_options:
         settings = dataclasses.replace(settings, **sampler_options)

@@ -9,6 +9,7 @@ the reference differ only by float rounding. x_init replaces x_T (to compare wit
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -44,16 +45,26 @@ class ProgramSampler:
     """The fast path of a sampler other than ald, for one network and one set of settings: sampler(ids) ->
     the samples with these global indices, in model space on the device. Built once (a channels_last copy of
     the network in `dtype` with fused norms; CUDA graphs per batch size on a GPU) and called batch after
-    batch, like FastSampler. ode runs its solver on the fast network, uncaptured."""
+    batch, like FastSampler. ode runs its solver on the fast network, uncaptured.
 
-    def __init__(self, model: torch.nn.Module, config, settings: SamplerSettings, *, seed: int = 0,
+    `model` may also be a Denoiser of the user's (a score function): it is used as it is, with `shape` the
+    shape of one sample; on a GPU its loop is captured in CUDA graphs if the function allows it, else it
+    runs eagerly, with a warning that says why."""
+
+    def __init__(self, model: torch.nn.Module | Denoiser, config, settings: SamplerSettings, *, seed: int = 0,
                  device: str | torch.device | None = None, dtype: torch.dtype = torch.float32,
                  channels_last: bool = True, backend: str = "auto", graph: bool | None = None,
-                 steps_per_graph: int = 1, compile_mode: str | None = None):
+                 steps_per_graph: int = 1, compile_mode: str | None = None, shape: tuple[int, ...] | None = None):
         self.config, self.settings, self.seed, self.backend = config, settings, seed, backend
-        self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self._model = fast_copy(model, self.device, dtype, channels_last, backend, compile_mode)
-        self.denoiser = Denoiser.from_model(self._model, dtype, channels_last)
+        if isinstance(model, Denoiser):
+            if shape is None or device is None:
+                raise ValueError("a score function needs the shape of one sample and the device")
+            self.device, self.denoiser, self._model, self.foreign = torch.device(device), model, None, True
+        else:
+            self.device = torch.device(device) if device is not None else next(model.parameters()).device
+            self._model = fast_copy(model, self.device, dtype, channels_last, backend, compile_mode)
+            self.denoiser, self.foreign = Denoiser.from_model(self._model, dtype, channels_last), False
+        self.shape = tuple(shape) if shape is not None else config.image_shape
         self.plan = plan(settings, self.denoiser, config)
         self.evals = self.plan.evals  # per sample (None: adaptive)
         self.graph = (self.device.type == "cuda" if graph is None else graph) and self.plan.program is not None
@@ -61,7 +72,7 @@ class ProgramSampler:
         self._graphs: dict[int, GraphedProgram] = {}
 
     def initial_state(self, ids: torch.Tensor) -> torch.Tensor:
-        shape = self.config.image_shape
+        shape = self.shape
         if self.plan.program is None:
             return reference_start(self.denoiser, self.plan, self.seed, ids, shape).to(self.device)
         return self.plan.program.initial_state(self.denoiser, self.seed, ids, shape, self.device)
@@ -87,16 +98,28 @@ class ProgramSampler:
         if prog is None:
             x = run_reference(self.plan, self.denoiser, x0, philox_noise(self.seed, run_ids.to(self.device)), progress)
         elif self.graph:
-            if len(run_ids) not in self._graphs:
-                self._graphs[len(run_ids)] = GraphedProgram(self.denoiser, len(run_ids), self.config.image_shape,
-                                                            self.device, backend=self.backend,
-                                                            steps_per_graph=self.steps_per_graph)
-            x = self._graphs[len(run_ids)](prog, x0, seed=self.seed, sample_ids=run_ids.to(self.device),
-                                           progress=progress)
-        else:
+            x = self._graphed(prog, x0, run_ids, progress)
+        if prog is not None and not self.graph:
             x = run_program(prog, self.denoiser, x0, seed=self.seed, sample_ids=run_ids, backend=self.backend,
                             progress=progress)
         return check_finite(x[:m], ids, f"the {self.plan.name} sampler's settings may not suit this model")
+
+    def _graphed(self, prog, x0, run_ids, progress):
+        """The captured loop; a user's function that cannot be captured falls back to the eager loop."""
+        n = len(run_ids)
+        try:
+            if n not in self._graphs:
+                self._graphs[n] = GraphedProgram(self.denoiser, n, self.shape, self.device, backend=self.backend,
+                                                 steps_per_graph=self.steps_per_graph)
+            return self._graphs[n](prog, x0, seed=self.seed, sample_ids=run_ids.to(self.device), progress=progress)
+        except RuntimeError as e:
+            if not self.foreign:
+                raise
+            warnings.warn(f"the score function could not be captured in a CUDA graph ({str(e).splitlines()[0]}); "
+                          f"sampling it eagerly instead", stacklevel=3)
+            self.graph = False
+            self._graphs.clear()
+            return None
 
 
 def sample_planned(model: torch.nn.Module, config, settings: SamplerSettings, n: int, *, seed: int, batch_size: int,
