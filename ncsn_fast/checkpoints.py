@@ -57,6 +57,16 @@ def _torch_load(path: Path) -> Any:
         raise CheckpointError(f"cannot read {path} as a PyTorch checkpoint: {first}") from None
 
 
+def read_checkpoint(path: Path) -> tuple[str, dict, dict | None, dict | None, int | None]:
+    """split_checkpoint of a torch file, or the contents of a .safetensors one (safetensors_io.py)."""
+    from . import safetensors_io
+    if safetensors_io.is_safetensors(path):
+        state, config, meta = safetensors_io.read(path)
+        kind = {"ema": "EMA weights", "raw": "raw weights"}.get(meta.get("weights"), "weights of unknown kind")
+        return f"safetensors, {kind}", strip_prefix(state), None, config, None
+    return split_checkpoint(_torch_load(path))
+
+
 def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
@@ -138,7 +148,7 @@ def describe_weights(path: str | Path) -> dict:
     what they do not: {'layout', 'step', 'has_ema', 'family', 'arch', 'ngf', 'channels', 'num_classes',
     'sigmas' (NCSNv2's buffer, or None), 'parameters', 'entries', 'unknown': [(what, option), ...]}."""
     path = Path(path)
-    layout, state, shadow, embedded, step = split_checkpoint(_torch_load(path))
+    layout, state, shadow, embedded, step = read_checkpoint(path)
     if "begin_conv.weight" not in state or not ("normalizer.embed.weight" in state or "normalizer.alpha" in state):
         raise CheckpointError(f"{path} holds a state_dict, but not of an NCSN/NCSNv2 network (no begin_conv / "
                               f"normalizer parameters among its {len(state)} entries)")
@@ -201,7 +211,10 @@ def resolve_config(path: Path, config: Config | str | Path | None, embedded: Map
     if config is not None:
         return load_config(config), str(config)
     if embedded is not None:
-        return config_from_dict(embedded), "embedded in the checkpoint"
+        try:
+            return config_from_dict(embedded), "embedded in the checkpoint"
+        except (ConfigError, TypeError, ValueError, KeyError) as e:
+            raise CheckpointError(f"{path}: its embedded config cannot be read ({e})") from None
     beside = path.parent / "config.yml"
     if beside.is_file():
         return load_config(beside), str(beside)
@@ -220,7 +233,7 @@ def load_checkpoint(path: str | Path, config: Config | str | Path | None = None,
     ema: use the EMA weights when the checkpoint has them (as the original sampler does).
     """
     path = Path(path)
-    layout, state, shadow, embedded, step = split_checkpoint(_torch_load(path))
+    layout, state, shadow, embedded, step = read_checkpoint(path)
     try:
         cfg, source = resolve_config(path, config, embedded, state, image_size=image_size,
                                      sigma_begin=sigma_begin, sigma_end=sigma_end)
@@ -247,7 +260,9 @@ def load_checkpoint(path: str | Path, config: Config | str | Path | None = None,
         ema_applied = True
     model = model.to(device).eval()
     if return_info:
-        info = CheckpointInfo(str(path), layout, source, shadow is not None, ema_applied, step)
+        stored_ema = layout == "safetensors, EMA weights"  # converted: the EMA weights are the weights
+        info = CheckpointInfo(str(path), layout, source, shadow is not None or stored_ema, ema_applied or stored_ema,
+                              step)
         return model, cfg, info
     return model, cfg
 

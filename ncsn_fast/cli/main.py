@@ -1,4 +1,4 @@
-"""The `ncsn-fast` command: sample | generate | info | train | bench | demo, one module per command.
+"""The `ncsn-fast` command: sample | generate | info | convert | train | bench | demo, one module per command.
 
 Bad input ends with one line `ncsn-fast: error: ...` on stderr and exit status 2; outputs are
 written only once everything has succeeded, each file atomically, so a failed run leaves nothing.
@@ -11,10 +11,10 @@ import sys
 
 from ..errors import NcsnError
 from ..hostmem import tune_cpu_allocator
-from . import bench, demo, generate, info, sample, train
+from . import bench, convert, demo, generate, info, sample, train
 
 EXIT_USAGE = 2
-COMMANDS = (sample, generate, info, train, bench, demo)
+COMMANDS = (sample, generate, info, convert, train, bench, demo)
 
 
 class _Parser(argparse.ArgumentParser):
