@@ -9,7 +9,8 @@ was changed in it) still runs:
 - the RefineNets' 5x5 stride-1 pooling (nn.MaxPool2d / nn.AvgPool2d in the CRP blocks) becomes the fused
   pool5x5 op;
 - residual blocks and conditional RCU blocks whose forward is the original's (norm -> act -> conv pairs)
-  run the pair as one fused norm + ELU.
+  run the pair as one fused norm + ELU; the MSF blocks keep their sum in the inputs' dtype and memory format
+  (the original's float32 NCHW zeros would undo a bfloat16 or channels_last forward).
 Modules it does not know are kept as they are and listed (`report=True`, or a warning), never dropped. The
 result wraps the network as one of ours: model(x, y) is its output, model(x, y, raw=True) NCSNv2's output
 before the division by sigma, and `config` our Config (from the network's own config), so that
@@ -44,12 +45,12 @@ class Report:
     """What accelerate() did to each part of the network."""
     norms: list[str] = field(default_factory=list)  # instance norm++ modules now fused
     pools: list[str] = field(default_factory=list)  # 5x5 pooling now the pool5x5 op
-    pairs: list[str] = field(default_factory=list)  # blocks whose norm -> ELU pairs run fused
+    pairs: list[str] = field(default_factory=list)  # blocks run with a fused forward (norm -> ELU pairs, MSF sums)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (name, class) of modules left as they were
 
     def __str__(self) -> str:
-        lines = [f"fused instance norm++: {len(self.norms)}; fused 5x5 pooling: {len(self.pools)}; blocks with "
-                 f"fused norm + ELU pairs: {len(self.pairs)}"]
+        lines = [f"fused instance norm++: {len(self.norms)}; fused 5x5 pooling: {len(self.pools)}; blocks run "
+                 f"with a fused forward: {len(self.pairs)}"]
         lines += [f"kept as it is: {name} ({cls})" for name, cls in self.kept]
         return "\n".join(lines)
 
@@ -155,6 +156,22 @@ def _cond_rcu_forward(self, x, y):
     return x
 
 
+def _msf_forward(self, xs, *args):
+    """The original MSF block's forward (y, shape for NCSN v1; shape for NCSNv2), with its running sum made in
+    the inputs' dtype and memory format: the original's float32 NCHW zeros would turn a bfloat16 or
+    channels_last forward back into float32 NCHW (same values in float32)."""
+    y, shape = (args[0], args[1]) if len(args) == 2 else (None, args[0])
+    fmt = (torch.channels_last if xs[0].dim() == 4 and not xs[0].is_contiguous()
+           and xs[0].is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format)
+    sums = torch.empty(xs[0].shape[0], self.features, *shape, device=xs[0].device, dtype=xs[0].dtype,
+                       memory_format=fmt).zero_()
+    for i in range(len(self.convs)):
+        h = self.norms[i](xs[i], y) if y is not None else xs[i]
+        sums = sums + torch.nn.functional.interpolate(self.convs[i](h), size=shape, mode="bilinear",
+                                                      align_corners=True)
+    return sums
+
+
 def _patch_pairs(module: nn.Module) -> bool:
     """Give a residual or conditional RCU block of the original code a forward with fused pairs, when its parts
     are all there and its norms are ours now."""
@@ -166,6 +183,10 @@ def _patch_pairs(module: nn.Module) -> bool:
                 for n in ("normalize1", "normalize2")):
             module.forward = types.MethodType(_residual_forward, module)
             return True
+    if (name == "MSFBlock" and all(hasattr(module, a) for a in ("convs", "features"))) or \
+            (name == "CondMSFBlock" and all(hasattr(module, a) for a in ("convs", "norms", "features"))):
+        module.forward = types.MethodType(_msf_forward, module)
+        return True
     if name == "CondRCUBlock" and all(hasattr(module, a) for a in ("n_blocks", "n_stages", "act")):
         norms = [getattr(module, f"{i + 1}_{j + 1}_norm", None) for i in range(module.n_blocks)
                  for j in range(module.n_stages)]

@@ -50,7 +50,7 @@ def test_ald_on_a_function():
 
 
 @pytest.mark.parametrize("fn,kw,err,match", [
-    (lambda x, s: x[:, :, :2], {}, ValueError, r"returned shape \(2, 1, 4, 2\)"),
+    (lambda x, s: x[:, :, :2], {}, ValueError, r"returned shape \(2, 1, 2, 4\)"),
     (score, {"sigmas": None}, ValueError, "sigmas="),
     (score, {"kind": "energy"}, ValueError, "kind"),
     ("not callable", {}, TypeError, "callable"),
