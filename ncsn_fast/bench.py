@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from . import hostmem
 from .fileio import atomic_write_bytes
+from .machine import cpu_features, cpu_model, feature_text
 from .ops._backends import why_not
 from .ops.instance_norm_plus import instance_norm_plus_ref
 
@@ -29,7 +30,7 @@ from .ops.instance_norm_plus import instance_norm_plus_ref
 def environment(device: torch.device) -> dict:
     env = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
-           "cpu": platform.processor() or platform.machine(), "cpu_threads": torch.get_num_threads(),
+           "cpu": cpu_model(), "cpu_features": cpu_features(), "cpu_threads": torch.get_num_threads(),
            "malloc_tuning": hostmem.applied()}
     try:
         import triton
@@ -323,7 +324,8 @@ def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir
     atomic_write_bytes(stem.with_suffix(".json"), json.dumps(payload, indent=1).encode())
     md = [f"# {name} benchmark: {env.get('gpu') or env['cpu']} ({env['device']})", "",
           f"`{command}` — {env['timestamp']}, git {env.get('git_sha')}, torch {env['torch']}, "
-          f"triton {env.get('triton')}, python {env['python']}, {env['cpu_threads']} CPU threads"
+          f"triton {env.get('triton')}, python {env['python']}, {env['cpu_threads']} CPU threads of {env['cpu']} "
+          f"({feature_text(env['cpu_features'])})"
           f"{', malloc tuned' if env.get('malloc_tuning') else ''}"
           + (f", CUDA {env.get('cuda')}, driver {env.get('driver')}, cuDNN TF32 "
              f"{'on' if env.get('cudnn_tf32') else 'off'}" if env.get("gpu") else ""), ""]

@@ -208,13 +208,15 @@ def run_and_write(device: torch.device, out_dir: str | Path, n: int = 1000, quic
     import json
 
     from .bench import environment
+    from .machine import feature_text
 
     env = environment(device)
     name = "samplers_quality" + ("_quick" if quick else "")
     slug = "".join(ch if ch.isalnum() else "-" for ch in (env.get("gpu") or f"cpu{env['cpu_threads']}t")).lower()
     stem = Path(out_dir) / f"{name}_{slug}"
     header = (f"Samplers' quality against network evaluations, {n} samples per point: `{command}` — "
-              f"{env['timestamp']}, git {env.get('git_sha')}, {env.get('gpu') or env['cpu']}, torch {env['torch']}, "
+              f"{env['timestamp']}, git {env.get('git_sha')}, {env.get('gpu') or env['cpu']} "
+              f"({feature_text(env['cpu_features'])}), torch {env['torch']}, "
               f"{env['cpu_threads']} CPU threads. Seconds: the whole run of the point on this machine.")
 
     def flush(points):

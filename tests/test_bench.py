@@ -12,6 +12,8 @@ def test_bench_quick_writes_results(tmp_path, capsys):
     data = json.loads((tmp_path / files[0]).read_text())
     env = data["environment"]
     assert env["torch"] and env["device"] == "cpu" and "timestamp" in env
+    # the CPU's model and the features that decide the fastest path travel with every result
+    assert env["cpu"] and set(env["cpu_features"]) == {"capability", "avx2", "avx512", "avx512_bf16", "amx"}
     ops = {(r["op"], r["backend"]) for r in data["ops"]}
     assert ("langevin_step", "cpu") in ops and ("instance_norm_plus+elu", "eager torch") in ops
     assert all(r["ms"] > 0 for r in data["ops"] if "ms" in r)
@@ -22,6 +24,7 @@ def test_bench_quick_writes_results(tmp_path, capsys):
     assert all(r["ms_per_step"] > 0 and r["images_per_s"] > 0 for r in sampler.values())
     text = (tmp_path / files[1]).read_text()
     assert "| op | shape | backend |" in text and "## Annealed Langevin sampler" in text
+    assert f"CPU threads of {env['cpu']} (" in text
     assert "results:" in capsys.readouterr().out
 
 
@@ -56,3 +59,19 @@ def test_an_interrupted_run_keeps_the_cases_it_finished(tmp_path, monkeypatch, c
     (path,) = tmp_path.glob("sampler-b2-3-quick_*.json")
     rows = json.loads(path.read_text())["sampler"]
     assert {r["batch"] for r in rows} == {2} and len(rows) == 3  # batch 2 complete: reference + ours fp32, bf16
+
+
+def test_cpu_features_follow_pytorch(monkeypatch):
+    import torch
+
+    from ncsn_fast import machine
+    machine.cpu_features.cache_clear()
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True, raising=False)
+    try:
+        f = machine.cpu_features()
+        assert f["avx512_bf16"] is False and f["amx"] is True
+        assert "amx" in machine.feature_text(f) and "avx512_bf16" not in machine.feature_text(f)
+    finally:
+        machine.cpu_features.cache_clear()
+    assert machine.feature_text({"avx2": False}) == "no AVX2"
