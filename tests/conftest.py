@@ -5,6 +5,9 @@ from pathlib import Path
 
 # Triton kernels run on the CPU through the interpreter; this must be set before they are decorated.
 os.environ.setdefault("TRITON_INTERPRET", "1")
+# dtype 'auto' would pick bfloat16 on CPUs that compute it natively: the suite compares float32 paths, so it
+# pins auto to float32 (tests/test_dtype_auto.py checks what auto picks, with this unset).
+os.environ.setdefault("NCSN_FAST_AUTO_DTYPE", "float32")
 
 import pytest
 import torch

@@ -174,3 +174,17 @@ def describe_sampler(settings, model, cfg, n_steps_each=None, denoise=None) -> s
         return plan(settings, Denoiser.from_model(model), cfg).summary
     except ValueError as e:
         raise NcsnError(str(e)) from None
+
+
+def dtype_arg(text: str, device, quiet: bool = False):
+    """--dtype resolved for `device`: (torch dtype, why); a warning line on stderr where it will be slow."""
+    import sys
+
+    from ..machine import resolve_dtype
+    try:
+        dtype, why, warning = resolve_dtype(text, device)
+    except ValueError as e:
+        raise NcsnError(str(e)) from None
+    if warning and not quiet:
+        print(f"ncsn-fast: warning: {warning}", file=sys.stderr)
+    return dtype, why

@@ -14,6 +14,7 @@ from .args import (
     check_out_dir,
     describe_sampler,
     distributed_setup,
+    dtype_arg,
     load_model,
     positive_float,
     positive_int,
@@ -44,8 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--step-lr", type=positive_float, help="ald, cas: step size epsilon")
     p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
                    help="ald, cas, pc: final denoising step (default: the config's for ald, on for the others)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                   help="network precision (the Langevin state stays float32)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="network precision (the sampler's state stays float32); auto: bfloat16 on a CPU that "
+                   "computes it natively (AVX512_BF16 / AMX), float32 elsewhere; the manifest records the one run")
     p.add_argument("--backend", default="auto", choices=["auto", "cuda", "triton", "cpu", "torch"],
                    help="fused-op backend")
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun each process takes its "
@@ -103,8 +105,6 @@ def _check_sampler(settings) -> None:
 def _generate(args, batch_arg, out: Path) -> int:
     import dataclasses
 
-    import torch
-
     from .. import generate as gen
     from ..sampling import FastSampler, ProgramSampler
 
@@ -112,6 +112,7 @@ def _generate(args, batch_arg, out: Path) -> int:
     error, complete = None, False
     try:
         sampler_cfg = sampler_settings(args)
+        dtype, why = dtype_arg(args.dtype, device, quiet=rank != 0)
         model, cfg, info = load_model(args)
         how = describe_sampler(sampler_cfg, model, cfg, args.n_steps_each, args.denoise)
         ald = sampler_cfg.name == "ald"
@@ -120,7 +121,8 @@ def _generate(args, batch_arg, out: Path) -> int:
             checkpoint_sha256=gen.file_sha256(args.checkpoint), config=cfg.to_dict(), ema=info.ema_applied,
             n=args.n, seed=args.seed, n_steps_each=args.n_steps_each or s.n_steps_each,
             step_lr=args.step_lr if args.step_lr is not None and ald else s.step_lr,
-            denoise=s.denoise if args.denoise is None or not ald else args.denoise, dtype=args.dtype,
+            denoise=s.denoise if args.denoise is None or not ald else args.denoise,
+            dtype=str(dtype).removeprefix("torch."),
             format=args.format, shard_size=args.shard_size, sampler=sampler_cfg.to_dict())
         if rank == 0:
             manifest = gen.prepare_output(out, settings, resume=args.resume, overwrite=args.overwrite)
@@ -150,10 +152,10 @@ def _generate(args, batch_arg, out: Path) -> int:
     if ald:
         sampler = FastSampler(model, cfg, seed=settings.seed, n_steps_each=settings.n_steps_each,
                               step_lr=settings.step_lr, denoise=settings.denoise, device=device,
-                              dtype=getattr(torch, args.dtype), backend=args.backend)
+                              dtype=dtype, backend=args.backend)
     else:
         sampler = ProgramSampler(model, cfg, sampler_cfg, seed=settings.seed, device=device,
-                                 dtype=getattr(torch, args.dtype), backend=args.backend)
+                                 dtype=dtype, backend=args.backend)
     cap = min(4096, math.ceil(args.n / world))
     batch_size = (gen.auto_batch_size(sampler, cfg, device, cap) if batch_arg == "auto"
                   else min(batch_arg or s.batch_size, cap))
@@ -178,7 +180,8 @@ def _generate(args, batch_arg, out: Path) -> int:
                                          ("grid.png", True)) if on]
         print(f"{args.n} images of {cfg.arch} ({made} made now) in {wall:.1f} s, {made / max(wall, 1e-9):.1f} img/s, "
               f"batch {batch_size} x {world} process{'es' if world > 1 else ''}; device waited on writing "
-              f"{100 * waited / max(wall, 1e-9):.2f} % of the time -> {out}/ ({', '.join(outputs)})\nsampler: {how}")
+              f"{100 * waited / max(wall, 1e-9):.2f} % of the time -> {out}/ ({', '.join(outputs)})\n"
+              f"sampler: {how}; network in {settings.dtype} ({why})")
     if world > 1:
         import torch.distributed as dist
         dist.barrier()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 from pathlib import Path
 
 import yaml
@@ -14,6 +15,7 @@ from .args import (
     check_out_dir,
     describe_sampler,
     device_arg,
+    dtype_arg,
     load_model,
     positive_float,
     positive_int,
@@ -42,8 +44,9 @@ def add_parser(sub) -> None:
                    help="the algorithm as written, eager, torch RNG (for ald: in the original order, reproducing "
                    "the original code's samples for a seed); default: the fast path (fused ops, CUDA graphs on a "
                    "GPU)")
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32",
-                   help="network precision on the fast path (the Langevin state stays float32)")
+    p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
+                   help="network precision on the fast path (the sampler's state stays float32); auto: bfloat16 "
+                   "on a CPU that computes it natively (AVX512_BF16 / AMX), float32 elsewhere")
     p.add_argument("--backend", default="auto", choices=["auto", "cuda", "triton", "cpu", "torch"],
                    help="fused-op backend on the fast path")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -61,6 +64,7 @@ def run(args) -> int:
         save_png,
         to_uint8_nhwc,
     )
+    from ..machine import SlowDtypeWarning
     from ..sampling import sample
 
     out = Path(args.out)
@@ -68,22 +72,26 @@ def run(args) -> int:
     device = device_arg(args.device)
     builtin = args.checkpoint is None
     settings = sampler_settings(args)
+    dtype, why = dtype_arg(args.dtype, device)
     model, cfg, info = load_model(args)
     model = model.to(device)
     how = describe_sampler(settings, model, cfg, args.n_steps_each, args.denoise)
     t0 = time.perf_counter()
     ald = settings.name == "ald"
-    x = sample(model, cfg, args.n, sampler=settings, seed=args.seed, batch_size=args.batch_size,
-               n_steps_each=args.n_steps_each, step_lr=args.step_lr if ald else None,
-               denoise=args.denoise if ald else None, device=device, progress=not args.quiet,
-               method="reference" if args.reference else "fast", dtype=getattr(torch, args.dtype),
-               backend=args.backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SlowDtypeWarning)  # dtype_arg said it, once
+        x = sample(model, cfg, args.n, sampler=settings, seed=args.seed, batch_size=args.batch_size,
+                   n_steps_each=args.n_steps_each, step_lr=args.step_lr if ald else None,
+                   denoise=args.denoise if ald else None, device=device, progress=not args.quiet,
+                   method="reference" if args.reference else "fast", dtype=dtype,
+                   backend=args.backend)
     seconds = time.perf_counter() - t0
     images = to_uint8_nhwc(inverse_data_transform(x, cfg))
     save_npz(out / "samples.npz", images)
     save_png(out / "samples.png", make_grid(images))
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
-    path = "reference path" if args.reference else f"fast path, {args.dtype}"
+    path = "reference path" if args.reference else f"fast path, {str(dtype).removeprefix('torch.')}" + \
+        (f" ({why})" if args.dtype == "auto" else "")
     what = "the built-in digits model" if builtin else info.config_source
     print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {how}")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
 from tqdm.auto import tqdm
 
 from ..config import Config
+from ..machine import SlowDtypeWarning, resolve_dtype
 from ..ops.philox import INIT_STEP, philox_noise, philox_uniform_ref
 from .langevin import anneal_langevin, torch_noise
 from .prepare import check_finite, data_transform, fast_copy
@@ -82,7 +84,7 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
            seed: int = 0, batch_size: int | None = None, n_steps_each: int | None = None,
            step_lr: float | None = None, denoise: bool | None = None, device: str | torch.device | None = None,
            progress: bool = True, method: str = "fast", rng: str | None = None, first_index: int = 0,
-           dtype: torch.dtype = torch.float32, channels_last: bool = True, backend: str = "auto",
+           dtype: torch.dtype | str = "auto", channels_last: bool = True, backend: str = "auto",
            graph: bool | None = None, x_init: torch.Tensor | None = None, sigmas=None,
            shape: tuple[int, ...] | None = None, kind: str = "score", centre: float = 0.0,
            **sampler_options) -> torch.Tensor:
@@ -97,7 +99,8 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
         n_steps_each / step_lr / denoise override) or another sampler of `SAMPLERS` ('heun', 'dpmpp-2m', ...)
         with its options as keywords (steps=18, churn=..., sigma_max=...; see SamplerSettings; step_lr and
         denoise go to the samplers that have them), or a SamplerSettings. For a callable the default is heun.
-    method='fast' (default): fused ops, the network in `dtype` (the sampler's state stays float32),
+    method='fast' (default): fused ops, the network in `dtype` (the sampler's state stays float32; 'auto':
+        bfloat16 on a CPU that computes it natively, float32 elsewhere, see machine.resolve_dtype),
         channels_last, CUDA graphs on a GPU (graph=None: when the model is on CUDA); noise from the
         counter-based stream, so sample i (counted from `first_index`) is the same whatever the batch
         size, the number of processes or the backend.
@@ -132,6 +135,9 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
         raise ValueError(f"x_init must have shape {(n, *config.image_shape)}, got {tuple(x_init.shape)}")
     batch_size = min(n, batch_size or config.sampling.batch_size)
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    dtype, _, warning = resolve_dtype(dtype, device)
+    if warning and method == "fast":
+        warnings.warn(warning, SlowDtypeWarning, stacklevel=2)
     if settings.name != "ald":
         if n_steps_each is not None:
             raise ValueError(f"n_steps_each sets annealed Langevin (ald); {settings.name} takes steps=")
