@@ -14,7 +14,7 @@ from ..config import Config
 from ..machine import SlowDtypeWarning, resolve_dtype
 from ..ops.philox import INIT_STEP, philox_noise, philox_uniform_ref
 from .langevin import anneal_langevin, torch_noise
-from .prepare import check_finite, data_transform, fast_copy
+from .prepare import batches, check_finite, data_transform, fast_copy
 from .samplers import SamplerSettings
 
 
@@ -160,10 +160,8 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
                        graph=graph) if method == "fast" else None
     outs = []
     with tqdm(total=evals, desc="annealed Langevin", unit="eval", disable=not progress, leave=False) as bar:
-        for b in range(n_batches):
-            m = min(batch_size, n - b * batch_size)
-            ids = torch.arange(first_index + b * batch_size, first_index + b * batch_size + m)
-            start = None if x_init is None else x_init[b * batch_size: b * batch_size + m]
+        for ids, start in batches(n, batch_size, first_index, x_init):
+            m = len(ids)
             if fast is not None:
                 outs.append(fast(ids, bar.update, x_init=start).float().cpu())
                 continue

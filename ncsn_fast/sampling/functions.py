@@ -18,7 +18,7 @@ import torch
 from ..ops.philox import INIT_STEP, philox_noise, philox_uniform_ref
 from .denoiser import Denoiser
 from .langevin import anneal_langevin
-from .prepare import check_finite
+from .prepare import batches, check_finite
 from .runner import ProgramSampler, reference_start, run_reference
 from .samplers import SamplerSettings, plan
 
@@ -67,11 +67,8 @@ def sample_function(fn: Callable, n: int, *, sigmas, shape, kind: str = "score",
     n_batches = math.ceil(n / batch_size)
     with tqdm(total=None if evals is None else evals * n_batches, desc=settings.name, unit="eval",
               disable=not progress, leave=False) as bar:
-        for b in range(n_batches):
-            m = min(batch_size, n - b * batch_size)
-            ids = torch.arange(first_index + b * batch_size, first_index + b * batch_size + m)
-            start = None if x_init is None else x_init[b * batch_size: b * batch_size + m].float().to(device)
-            x = run(ids, device, start, bar.update)
+        for ids, start in batches(n, batch_size, first_index, x_init):
+            x = run(ids, device, None if start is None else start.float().to(device), bar.update)
             outs.append(check_finite(x, ids, f"the {settings.name} sampler's settings may not suit this function")
                         .float().cpu())
     return torch.cat(outs)

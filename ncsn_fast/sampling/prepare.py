@@ -1,8 +1,11 @@
-"""What every sampling path shares: the start's data transform, the divergence check, the fast copy of a model."""
+"""What every sampling path shares: the batches, the start's data transform, the divergence check, the fast copy
+of a model."""
 
 from __future__ import annotations
 
 import copy
+import math
+from collections.abc import Iterator
 
 import torch
 
@@ -40,3 +43,12 @@ def fast_copy(model: torch.nn.Module, device, dtype: torch.dtype, channels_last:
     if compile_mode is not None:
         fast_model = torch.compile(fast_model, mode=None if compile_mode == "default" else compile_mode)
     return fast_model
+
+
+def batches(n: int, batch_size: int, first_index: int = 0,
+            x_init: torch.Tensor | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    """(the global indices of each batch, its rows of x_init or None): samples first_index .. first_index + n."""
+    for b in range(math.ceil(n / batch_size)):
+        lo, m = b * batch_size, min(batch_size, n - b * batch_size)
+        yield (torch.arange(first_index + lo, first_index + lo + m),
+               None if x_init is None else x_init[lo: lo + m])

@@ -17,7 +17,7 @@ import torch
 from ..ops.philox import philox_noise, philox_normal_ref
 from .denoiser import Denoiser
 from .langevin import NoiseSampler
-from .prepare import check_finite, fast_copy
+from .prepare import batches, check_finite, fast_copy
 from .program import GraphedProgram, run_program
 from .samplers import Plan, SamplerSettings, plan
 from .schedules import INIT_NORMAL_STEP, gaussian_start
@@ -139,10 +139,7 @@ def sample_planned(model: torch.nn.Module, config, settings: SamplerSettings, n:
     total = None if plan_.evals is None else plan_.evals * n_batches
     outs = []
     with tqdm(total=total, desc=settings.name, unit="eval", disable=not progress, leave=False) as bar:
-        for b in range(n_batches):
-            m = min(batch_size, n - b * batch_size)
-            ids = torch.arange(first_index + b * batch_size, first_index + b * batch_size + m)
-            start = None if x_init is None else x_init[b * batch_size: b * batch_size + m]
+        for ids, start in batches(n, batch_size, first_index, x_init):
             if fast is not None:
                 outs.append(fast(ids, bar.update, x_init=start).float().cpu())
                 continue
