@@ -6,6 +6,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "normals_cpu.h"
 #include "ops_cpu.h"
 #ifdef NCSN_WITH_CUDA
 #include "ops_cuda.h"
@@ -31,6 +32,7 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release nogil;
     ncsn::philox_words_cpu(ptr<uint32_t>(out), ptr<const int64_t>(ids), n, numel, seed, step);
   });
+  m.def("normals_isa", []() { return std::string(ncsn::normals_block_isa()); });
   m.def("philox_normal_cpu", [](uintptr_t out, uintptr_t ids, int64_t n, int64_t numel, uint64_t seed, uint32_t step) {
     py::gil_scoped_release nogil;
     ncsn::philox_normal_cpu(ptr<float>(out), ptr<const int64_t>(ids), n, numel, seed, step);
