@@ -111,6 +111,11 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
+    if type(model).__name__ == "NCSNpp":  # an NCSN++ of the score-SDE code: its own config and denoiser view
+        return _sample_ncsnpp(model, n, sampler, seed=seed, batch_size=batch_size, n_steps_each=n_steps_each,
+                              step_lr=step_lr, denoise=denoise, device=device, progress=progress, method=method,
+                              first_index=first_index, backend=backend, graph=graph, x_init=x_init,
+                              **sampler_options)
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
         if not callable(model):
             raise TypeError(f"model must be a score network or a callable fn(x, sigma), got {type(model).__name__}")
@@ -178,6 +183,19 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
                                 progress=bar.update)
             outs.append(check_finite(x, ids, _ald_hint(step_lr)).float().cpu())
     return torch.cat(outs)
+
+
+def _sample_ncsnpp(model, n, sampler, **kw):
+    """sample() for NCSN++: the score-SDE predictor-corrector by default (its config's snr), any sampler."""
+    from .denoiser import Denoiser
+    from .functions import sample_function
+    cfg = model.config
+    if sampler is None:
+        sampler = "pc"
+        kw.setdefault("snr", cfg.get("sampling", {}).get("snr", 0.16))
+    kw["device"] = torch.device(kw["device"]) if kw.get("device") is not None else next(model.parameters()).device
+    shape = (cfg["data"]["num_channels"], cfg["data"]["image_size"], cfg["data"]["image_size"])
+    return sample_function(Denoiser.from_ncsnpp(model), n, sigmas=None, shape=shape, sampler=sampler, **kw)
 
 
 def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr, denoise, seed,

@@ -113,6 +113,21 @@ class Denoiser:
                    centre=centre, name=f"{cfg.arch} ({'NCSN v1' if conditional else 'NCSNv2'})")
 
     @classmethod
+    def from_ncsnpp(cls, model: torch.nn.Module) -> Denoiser:
+        """The view of an NCSN++ of the score-SDE code: continuous (its Gaussian Fourier embedding takes sigma)
+        or ladder-only (its positional embedding takes the level index into its `sigmas`)."""
+        cfg = model.config
+        if not cfg["model"].get("scale_by_sigma", False):
+            raise ValueError("NCSN++ without scale_by_sigma (not a VE score network) is not supported")
+        continuous = model.embedding_type == "fourier"
+
+        def net(x, sigma, level):
+            return model(x, sigma if continuous else level)
+        name = f"NCSN++ ({'continuous' if continuous else 'discrete'}, {cfg['data'].get('dataset', '?')})"
+        return cls(net, model.sigmas.detach().double().cpu(), continuous=continuous, inv_sigma=False,
+                   centre=0.0 if cfg["data"].get("centered") else 0.5, name=name)
+
+    @classmethod
     def from_function(cls, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigma_min: float,
                       sigma_max: float, *, kind: str = "score", centre: float = 0.0,
                       name: str = "the score function") -> Denoiser:

@@ -31,7 +31,7 @@ def function_denoiser(fn: Callable, sigmas, kind: str = "score", centre: float =
 
 
 @torch.no_grad()
-def sample_function(fn: Callable, n: int, *, sigmas, shape, kind: str = "score", centre: float = 0.0,
+def sample_function(fn: Callable | Denoiser, n: int, *, sigmas, shape, kind: str = "score", centre: float = 0.0,
                     sampler="heun", seed: int = 0, batch_size: int | None = None, n_steps_each: int | None = None,
                     step_lr: float | None = None, denoise: bool | None = None, device=None, progress: bool = True,
                     method: str = "fast", first_index: int = 0, backend: str = "auto", graph: bool | None = None,
@@ -39,14 +39,14 @@ def sample_function(fn: Callable, n: int, *, sigmas, shape, kind: str = "score",
     """ncsn_fast.sample() for a callable (see its docstring); samples (n, *shape) float32 on the CPU."""
     from tqdm.auto import tqdm
 
-    if sigmas is None or shape is None:
+    if (sigmas is None and not isinstance(fn, Denoiser)) or shape is None:
         raise ValueError("sampling a function needs sigmas= (its noise levels, largest first) and shape= "
                          "(of one sample)")
     if method not in ("fast", "reference"):
         raise ValueError(f"method must be 'fast' or 'reference', got {method!r}")
     shape = tuple(shape)
     device = torch.device(device or "cpu")
-    den = function_denoiser(fn, sigmas, kind, centre)
+    den = fn if isinstance(fn, Denoiser) else function_denoiser(fn, sigmas, kind, centre)
     settings = sampler if isinstance(sampler, SamplerSettings) else SamplerSettings(sampler, **sampler_options)
     batch_size = min(n, batch_size or n)
     if x_init is not None and tuple(x_init.shape) != (n, *shape):
@@ -54,7 +54,7 @@ def sample_function(fn: Callable, n: int, *, sigmas, shape, kind: str = "score",
     if settings.name == "ald":
         if n_steps_each is None or step_lr is None:
             raise ValueError("ald on a function needs n_steps_each= and step_lr= (there is no config)")
-        ladder = torch.as_tensor(sigmas, dtype=torch.float64).flatten()
+        ladder = den.ladder if sigmas is None else torch.as_tensor(sigmas, dtype=torch.float64).flatten()
         run = _ald_runner(den, ladder, n_steps_each, step_lr, bool(denoise), shape, seed)
         evals = len(ladder) * n_steps_each + int(bool(denoise))
     else:

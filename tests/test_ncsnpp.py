@@ -1,0 +1,86 @@
+"""NCSN++ of the score-SDE code (VE): the published configs' layouts, the original outputs, safe loading of its
+checkpoints with the EMA list, and sampling through every sampler."""
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FIXTURES
+
+from ncsn_fast import sample
+from ncsn_fast.errors import CheckpointError
+from ncsn_fast.models.ncsnpp import NCSNpp
+from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp, published_configs
+
+NPP = FIXTURES / "ncsnpp"
+VARIANTS = ["ncsnpp_cifar10_cont_nf8", "ncsnpp_cifar10_discrete_nf8", "ncsnpp_church_nf8_img64"]
+
+
+def _load(variant, **kw):
+    return load_ncsnpp(NPP / f"{variant}_checkpoint.pth", NPP / f"{variant}_config.json", **kw)
+
+
+@pytest.mark.parametrize("path", sorted((NPP / "keys").glob("*.json")), ids=lambda p: p.stem)
+def test_published_layouts(path):
+    """Every published VE config: the state_dict in the original order and shapes, the parameter count, the
+    parameters the EMA skips; the packaged config by name is that config."""
+    d = json.loads(path.read_text())
+    with torch.device("meta"):
+        model = NCSNpp(d["config"])
+    got = [("module." + k, list(v.shape)) for k, v in model.state_dict().items()]
+    assert got == [(k, s) for k, s, _ in d["state_dict"]]
+    assert sum(p.numel() for p in model.parameters()) == d["num_params"]
+    assert [n for n, p in model.named_parameters() if not p.requires_grad] == d["params_without_grad"]
+    assert published_configs()[path.stem.removeprefix("score_sde_ve_")] == d["config"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_outputs_of_the_original(variant):
+    io = torch.load(NPP / f"{variant}_model_io.pt", weights_only=True)
+    want = io["float64_output"]["out_with_float32_sigmas_buffer"] if "discrete" in variant else io["out"]
+    for ema, ref in ((True, want), (False, io["out_raw_weights"].float())):
+        model, cfg, info = _load(variant, ema=ema)
+        assert info.has_ema and info.ema_applied == ema and info.step == 1
+        with torch.no_grad():
+            out = model(io["x"], io["labels"])
+        assert out.dtype == torch.float32  # the original's discrete model promoted it to float64
+        assert (out - ref).abs().max() <= 1e-5 * ref.abs().max()
+    with torch.no_grad():
+        one = torch.cat([model(io["x"][i:i + 1], io["labels"][i:i + 1]) for i in range(len(io["x"]))])
+    assert (one - io["out_raw_weights"].float()).abs().max() <= 1e-5 * io["out_raw_weights"].abs().max()
+
+
+def test_safe_loading_refuses_other_globals(tmp_path):
+    obj = torch.load(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth", weights_only=False)
+    obj["extra"] = Path("/tmp")  # a class that is not a tensor, a number or a NumPy scalar
+    bad = tmp_path / "bad.pth"
+    torch.save(obj, bad)
+    with pytest.raises(CheckpointError, match="refused to load"):
+        load_ncsnpp(bad, NPP / "ncsnpp_cifar10_cont_nf8_config.json")
+    bad.write_bytes(pickle.dumps({"model": 1})[:5])
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_ncsnpp(bad, NPP / "ncsnpp_cifar10_cont_nf8_config.json")
+
+
+def test_wrong_or_missing_config_is_one_clear_error():
+    with pytest.raises(CheckpointError, match="does not match the config .*published config cifar10_ncsnpp_continuous"):
+        load_ncsnpp(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth", "cifar10_ncsnpp_continuous")
+    with pytest.raises(CheckpointError, match="a published name"):
+        load_ncsnpp(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth", "no_such_config")
+
+
+@pytest.mark.parametrize("variant", VARIANTS[:2])
+def test_every_sampler_runs_on_ncsnpp(variant):
+    """Continuous (any sigma) and discrete (its ladder) NCSN++: the fast table equals the reference, samples do
+    not depend on the batch; the default is the predictor-corrector with the config's snr."""
+    model, cfg, _ = _load(variant)
+    for kw in (dict(sampler="heun", steps=3), dict(sampler="dpmpp-2m", steps=4), dict(sampler="pc", steps=4)):
+        fast = sample(model, n=3, progress=False, **kw)
+        ref = sample(model, n=3, progress=False, method="reference", **kw)
+        assert torch.isfinite(fast).all() and (fast - ref).abs().max() <= 1e-4 * ref.abs().max(), kw
+        assert torch.equal(fast, sample(model, n=3, progress=False, batch_size=2, **kw))
+    default = sample(model, n=2, progress=False)
+    assert default.shape == (2, 3, 32, 32) and torch.equal(
+        default, sample(model, n=2, progress=False, sampler="pc", snr=cfg["sampling"]["snr"]))
