@@ -107,11 +107,17 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     method='reference': the algorithm as written, eager. rng='torch' (default) draws the start and the
         noise from one torch generator seeded with `seed`, batch after batch, as the original samplers do
         (results depend on batch_size); rng='philox' uses the stream of the fast path, to compare the two.
+        For an NCSN++, sampler 'pc' (its default) or 'ode' with rng='torch' runs the score-SDE code's own
+        sampler (score_sde.py): its samples for that torch seed.
     x_init: (n, C, H, W) starting states instead of the sampler's own start (to compare with another tool).
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if type(model).__name__ == "NCSNpp":  # an NCSN++ of the score-SDE code: its own config and denoiser view
+        if method == "reference" and rng in (None, "torch") and (sampler or "pc") in ("pc", "ode"):
+            from .score_sde import sample_as_score_sde
+            return sample_as_score_sde(model, n, sampler or "pc", seed=seed, batch_size=batch_size,
+                                       x_init=x_init, **sampler_options)
         return _sample_ncsnpp(model, n, sampler, seed=seed, batch_size=batch_size, n_steps_each=n_steps_each,
                               step_lr=step_lr, denoise=denoise, device=device, progress=progress, method=method,
                               first_index=first_index, backend=backend, graph=graph, x_init=x_init,
