@@ -124,13 +124,16 @@ def sample_as_score_sde(model: torch.nn.Module, n: int, sampler: str = "pc", *, 
                         batch_size: int | None = None, x_init: torch.Tensor | None = None, snr: float | None = None,
                         n_steps_each: int | None = None, denoise: bool | None = None, predictor: str | None = None,
                         corrector: str | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                        eps: float = 1e-5) -> torch.Tensor:
+                        eps: float = 1e-5, steps: int | None = None) -> torch.Tensor:
     """An NCSN++ sampled as the score-SDE code does, with its config's sampling settings: one torch generator
-    seeded with `seed` draws the prior x_T ~ N(0, sigma_max^2 I) of each batch and then the sampler's noise."""
+    seeded with `seed` draws the prior x_T ~ N(0, sigma_max^2 I) of each batch and then the sampler's noise.
+    steps: the SDE's N (default the config's num_scales; a discrete model knows only that many levels)."""
     cfg = model.config
     m, s = cfg["model"], cfg.get("sampling", {})
-    sde = VESDE(m["sigma_min"], m["sigma_max"], m["num_scales"])
     continuous = cfg.get("training", {}).get("continuous", model.embedding_type == "fourier")
+    if steps is not None and not continuous and steps != m["num_scales"]:
+        raise ValueError(f"a discrete NCSN++ knows its {m['num_scales']} levels only: steps must be that, got {steps}")
+    sde = VESDE(m["sigma_min"], m["sigma_max"], steps or m["num_scales"])
     shape = (cfg["data"]["num_channels"], cfg["data"]["image_size"], cfg["data"]["image_size"])
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
