@@ -16,6 +16,7 @@ import pickle
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -32,6 +33,38 @@ class NcsnppInfo:
     step: int | None
     has_ema: bool
     ema_applied: bool
+
+
+class ScoreSdeConfig:
+    """The resolved score-SDE config seen through the few attributes the commands read from ours: the image
+    shape, the data range (centered: [-1, 1], else [0, 1]), a sampling batch size, and to_dict() to save it."""
+
+    family, arch = "ncsnpp", "NCSNpp"
+
+    def __init__(self, raw: dict):
+        self.raw = raw
+        d = raw["data"]
+        self.image_shape = (d["num_channels"], d["image_size"], d["image_size"])
+        self.data = SimpleNamespace(logit_transform=False, rescaled=bool(d.get("centered", False)),
+                                    channels=d["num_channels"], image_size=d["image_size"])
+        sampling = raw.get("sampling", {})
+        self.sampling = SimpleNamespace(**{"batch_size": 64, "n_steps_each": 1, "step_lr": None,
+                                           "denoise": sampling.get("noise_removal", True),
+                                           **{k: v for k, v in sampling.items() if k != "batch_size"}})
+
+    def to_dict(self) -> dict:
+        return self.raw
+
+
+def is_score_sde_checkpoint(path: str | Path) -> bool:
+    """Whether `path` reads as a checkpoint of the score-SDE code (a dict whose 'model' holds all_modules)."""
+    if Path(path).suffix == ".safetensors":
+        return False
+    try:
+        obj = read_file(Path(path))
+    except Exception:  # noqa: BLE001 -- any file that does not read as one is not one
+        return False
+    return any(".all_modules." in k or k.startswith("all_modules.") for k in obj["model"])
 
 
 def published_configs() -> dict[str, dict]:

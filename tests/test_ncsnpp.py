@@ -114,3 +114,24 @@ def test_score_sde_samplers_reproduce_the_original_runs(variant):
         x = sample(model, n=4, seed=6, method="reference", sampler="ode", rtol=o["rtol"], atol=o["atol"],
                    progress=False)
         assert (x - o["final"]).abs().max() <= 1e-5 * o["final"].abs().max()
+
+
+def test_cli_on_an_ncsnpp_checkpoint(tmp_path, capsys):
+    from ncsn_fast.cli import main
+    ckpt, cfg = str(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth"), str(NPP / "ncsnpp_cifar10_cont_nf8_config.json")
+    assert main(["info", ckpt, "--config", cfg]) == 0
+    text = capsys.readouterr().out
+    assert "NCSN++ (VE), continuous" in text and "161,875" in text and "20 geometric, sigma 50 -> 0.01" in text
+    assert main(["sample", "--checkpoint", ckpt, "--config", cfg, "-n", "2", "--out", str(tmp_path / "s"),
+                 "--quiet"]) == 0
+    assert "sampler: pc (20 sigma 50 -> 0.01, snr 0.16" in capsys.readouterr().out
+    assert main(["generate", "--checkpoint", ckpt, "--config", cfg, "-n", "3", "--out", str(tmp_path / "g"),
+                 "--quiet", "--sampler", "heun", "--steps", "3"]) == 0
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    assert manifest["settings"]["sampler"]["name"] == "heun" and manifest["settings"]["dtype"] == "float32"
+    capsys.readouterr()
+    assert main(["sample", "--checkpoint", ckpt, "-n", "2", "--out", str(tmp_path / "no"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "needs its config" in err and err.count("\n") == 1 and not (tmp_path / "no").exists()
+    assert main(["sample", "--checkpoint", ckpt, "--config", cfg, "--sampler", "ald", "--out",
+                 str(tmp_path / "ald"), "--quiet"]) == 2

@@ -53,13 +53,24 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(args):
-    from ..checkpoints import load_checkpoint
+    """(model, config, info) of --checkpoint (default: the built-in digits model): a checkpoint of the original
+    NCSN / NCSNv2 code or ours, or of the score-SDE code (NCSN++, with --config NAME or a JSON file)."""
+    from ..checkpoints import CheckpointInfo, load_checkpoint
+    from ..errors import CheckpointError
     if args.checkpoint is None:
         from ..digits import builtin_checkpoint
         args.checkpoint = str(builtin_checkpoint())
-    return load_checkpoint(args.checkpoint, config=args.config, ema=not args.no_ema,
-                           image_size=args.image_size, sigma_begin=args.sigma_begin,
-                           sigma_end=args.sigma_end, return_info=True)
+    try:
+        return load_checkpoint(args.checkpoint, config=args.config, ema=not args.no_ema,
+                               image_size=args.image_size, sigma_begin=args.sigma_begin,
+                               sigma_end=args.sigma_end, return_info=True)
+    except CheckpointError:
+        from ..ncsnpp_checkpoints import ScoreSdeConfig, is_score_sde_checkpoint, load_ncsnpp
+        if not is_score_sde_checkpoint(args.checkpoint):
+            raise
+    model, cfg, info = load_ncsnpp(args.checkpoint, args.config, ema=not args.no_ema)
+    return model, ScoreSdeConfig(cfg), CheckpointInfo(info.path, "score-SDE", info.config_source, info.has_ema,
+                                                      info.ema_applied, info.step)
 
 
 def check_out_dir(out: Path, create: bool = False) -> None:
@@ -126,8 +137,8 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     """--sampler and its options (sampling/samplers.py); --n-steps-each / --step-lr / --denoise are the others'."""
     from ..sampling.samplers import SAMPLERS
 
-    p.add_argument("--sampler", choices=list(SAMPLERS), default="ald",
-                   help="ald: the original annealed Langevin dynamics (default); " +
+    p.add_argument("--sampler", choices=list(SAMPLERS), default=None,
+                   help="default: ald (the original annealed Langevin dynamics) for NCSN / NCSNv2, pc for NCSN++; " +
                    "; ".join(f"{k}: {v.split(' (')[0]}" for k, v in SAMPLERS.items() if k != "ald"))
     p.add_argument("--steps", type=positive_int, help="the sampler's N: steps of its schedule (euler, heun, edm, "
                    "dpmpp-2m) or noise levels (cas, pc); default: the sampler's own")
@@ -138,13 +149,18 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--snr", type=positive_float, help="pc: the corrector's signal-to-noise ratio (default 0.16)")
 
 
-def sampler_settings(args):
-    """The SamplerSettings of the command line; sampler options given to ald are refused by name."""
+def sampler_settings(args, model=None, cfg=None):
+    """The SamplerSettings of the command line (no --sampler: ald, or for an NCSN++ the score-SDE code's pc with
+    its config's snr); sampler options given to ald are refused by name."""
     from ..sampling.samplers import SamplerSettings
 
     options = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
                "churn": args.churn, "snr": args.snr}
     given = {k: v for k, v in options.items() if v is not None}
+    if args.sampler is None:
+        args.sampler = "pc" if type(model).__name__ == "NCSNpp" else "ald"
+        if args.sampler == "pc" and args.snr is None and getattr(cfg.sampling, "snr", None) is not None:
+            given["snr"] = cfg.sampling.snr
     if args.sampler == "ald":
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
@@ -164,6 +180,10 @@ def sampler_settings(args):
 
 def describe_sampler(settings, model, cfg, n_steps_each=None, denoise=None) -> str:
     """The sampler, its schedule and its evaluations per sample, as one phrase; NcsnError if it cannot run here."""
+    is_ncsnpp = type(model).__name__ == "NCSNpp"
+    if settings.name == "ald" and is_ncsnpp:
+        raise NcsnError("annealed Langevin (ald) needs an NCSN / NCSNv2 config; an NCSN++ samples with pc (its "
+                        "default) or any other --sampler")
     if settings.name == "ald":
         s = cfg.sampling
         t, d, levels = n_steps_each or s.n_steps_each, s.denoise if denoise is None else denoise, cfg.model.num_classes
@@ -171,7 +191,8 @@ def describe_sampler(settings, model, cfg, n_steps_each=None, denoise=None) -> s
                 f"{levels * t + int(d)} network evaluations per sample")
     from ..sampling import Denoiser, plan
     try:
-        return plan(settings, Denoiser.from_model(model), cfg).summary
+        den = Denoiser.from_ncsnpp(model) if is_ncsnpp else Denoiser.from_model(model)
+        return plan(settings, den, cfg).summary
     except ValueError as e:
         raise NcsnError(str(e)) from None
 

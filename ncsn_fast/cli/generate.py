@@ -74,7 +74,7 @@ def run(args) -> int:
     if args.resume and args.overwrite:
         raise NcsnError("--resume and --overwrite exclude each other")
     batch_arg = _batch_size_arg(args.batch_size)
-    _check_sampler(sampler_settings(args))  # before anything is written
+    _check_sampler(args.sampler)  # before anything is written
     out = Path(args.out)
     check_out_dir(out, create=int(os.environ.get("RANK", "0")) == 0)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -96,8 +96,8 @@ def run(args) -> int:
         dist.destroy_process_group()
 
 
-def _check_sampler(settings) -> None:
-    if settings.name == "ode":
+def _check_sampler(name: str | None) -> None:
+    if name == "ode":
         raise NcsnError("generate promises samples that do not depend on the batch; ode's adaptive steps are "
                         "chosen for a whole batch, so it is for `ncsn-fast sample` only")
 
@@ -105,15 +105,19 @@ def _check_sampler(settings) -> None:
 def _generate(args, batch_arg, out: Path) -> int:
     import dataclasses
 
+    import torch
+
     from .. import generate as gen
     from ..sampling import FastSampler, ProgramSampler
 
     rank, world, device = distributed_setup(args.device)
     error, complete = None, False
     try:
-        sampler_cfg = sampler_settings(args)
         dtype, why = dtype_arg(args.dtype, device, quiet=rank != 0)
         model, cfg, info = load_model(args)
+        sampler_cfg = sampler_settings(args, model, cfg)
+        if type(model).__name__ == "NCSNpp":
+            dtype, why = torch.float32, "NCSN++ runs in float32"
         how = describe_sampler(sampler_cfg, model, cfg, args.n_steps_each, args.denoise)
         ald = sampler_cfg.name == "ald"
         s = cfg.sampling

@@ -23,6 +23,8 @@ def run(args) -> int:
         if "no config given" not in str(e):
             raise
         return _bare(args.checkpoint)
+    if type(model).__name__ == "NCSNpp":
+        return _ncsnpp(model, cfg, info)
     n_params = sum(p.numel() for p in model.parameters())
     sig = cfg.sampling_sigmas()
     s = cfg.sampling
@@ -62,5 +64,33 @@ def _bare(path: str) -> int:
                               if sig is not None else f"{w['num_classes']} (conditional norms); sigma unknown"),
     ]
     lines += [f"unknown         {what}: give {option}" for what, option in w["unknown"]]
+    print("\n".join(lines))
+    return 0
+
+
+def _ncsnpp(model, cfg, info) -> int:
+    from ..sampling import Denoiser
+    from ..sampling.samplers import supported
+
+    m, d, s = cfg.raw["model"], cfg.raw["data"], cfg.raw.get("sampling", {})
+    sig = model.sigmas
+    kind = "continuous (Gaussian Fourier embedding of sigma)" if model.embedding_type == "fourier" else \
+        "discrete (positional embedding of the level)"
+    lines = [
+        f"checkpoint      {info.path} (score-SDE layout" + (f", step {info.step})" if info.step else ")"),
+        f"config          {info.config_source}",
+        f"architecture    NCSN++ (VE), {kind}, nf {m['nf']}, ch_mult {tuple(m['ch_mult'])}, "
+        f"{m['num_res_blocks']} res blocks, {d['num_channels']}x{d['image_size']}x{d['image_size']}",
+        f"parameters      {sum(p.numel() for p in model.parameters()):,} ({len(model.state_dict())} state_dict "
+        f"entries)",
+        "weights         " + ("EMA" if info.ema_applied else "raw") +
+        (" (checkpoint has EMA weights)" if info.has_ema and not info.ema_applied else ""),
+        f"noise levels    {len(sig)} geometric, sigma {float(sig[0]):g} -> {float(sig[-1]):g}",
+        f"sampling        {s.get('predictor', '?')} predictor + {s.get('corrector', '?')} corrector, snr "
+        f"{s.get('snr', '?')}: {len(sig) * (s.get('n_steps_each', 1) + 1)} network evaluations per sample",
+        "samplers        " + ", ".join(name + (f" ({why})" if why else "")
+                                       for name, why in supported(Denoiser.from_ncsnpp(model)).items()
+                                       if name != "ald"),
+    ]
     print("\n".join(lines))
     return 0

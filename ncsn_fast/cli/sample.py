@@ -71,9 +71,11 @@ def run(args) -> int:
     check_out_dir(out)
     device = device_arg(args.device)
     builtin = args.checkpoint is None
-    settings = sampler_settings(args)
     dtype, why = dtype_arg(args.dtype, device)
     model, cfg, info = load_model(args)
+    settings = sampler_settings(args, model, cfg)
+    if type(model).__name__ == "NCSNpp":
+        dtype, why = torch.float32, "NCSN++ runs in float32"
     model = model.to(device)
     how = describe_sampler(settings, model, cfg, args.n_steps_each, args.denoise)
     t0 = time.perf_counter()
@@ -91,7 +93,7 @@ def run(args) -> int:
     save_png(out / "samples.png", make_grid(images))
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
     path = "reference path" if args.reference else f"fast path, {str(dtype).removeprefix('torch.')}" + \
-        (f" ({why})" if args.dtype == "auto" else "")
+        (f" ({why})" if args.dtype == "auto" or why.startswith("NCSN++") else "")
     what = "the built-in digits model" if builtin else info.config_source
     print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {how}")

@@ -114,10 +114,14 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if type(model).__name__ == "NCSNpp":  # an NCSN++ of the score-SDE code: its own config and denoiser view
-        if method == "reference" and rng in (None, "torch") and (sampler or "pc") in ("pc", "ode"):
+        name = sampler.name if isinstance(sampler, SamplerSettings) else (sampler or "pc")
+        if method == "reference" and rng in (None, "torch") and name in ("pc", "ode"):
             from .score_sde import sample_as_score_sde
-            return sample_as_score_sde(model, n, sampler or "pc", seed=seed, batch_size=batch_size,
-                                       x_init=x_init, **sampler_options)
+            opts = dict(sampler_options)
+            if isinstance(sampler, SamplerSettings):  # what the command line set
+                opts.update({k: getattr(sampler, k) for k in ("steps", "snr", "rtol", "atol", "denoise")
+                             if getattr(sampler, k) is not None})
+            return sample_as_score_sde(model, n, name, seed=seed, batch_size=batch_size, x_init=x_init, **opts)
         return _sample_ncsnpp(model, n, sampler, seed=seed, batch_size=batch_size, n_steps_each=n_steps_each,
                               step_lr=step_lr, denoise=denoise, device=device, progress=progress, method=method,
                               first_index=first_index, backend=backend, graph=graph, x_init=x_init,

@@ -8,6 +8,7 @@ the reference differ only by float rounding. x_init replaces x_T (to compare wit
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections.abc import Callable
@@ -60,6 +61,10 @@ class ProgramSampler:
             if shape is None or device is None:
                 raise ValueError("a score function needs the shape of one sample and the device")
             self.device, self.denoiser, self._model, self.foreign = torch.device(device), model, None, True
+        elif type(model).__name__ == "NCSNpp":  # float32 (its float64 sigma buffer must stay exact), NCHW
+            self.device = torch.device(device) if device is not None else next(model.parameters()).device
+            self._model = copy.deepcopy(model).to(self.device).eval()
+            self.denoiser, self.foreign = Denoiser.from_ncsnpp(self._model), False
         else:
             self.device = torch.device(device) if device is not None else next(model.parameters()).device
             self._model = fast_copy(model, self.device, dtype, channels_last, backend, compile_mode)
