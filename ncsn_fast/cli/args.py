@@ -157,8 +157,9 @@ def sampler_settings(args, model=None, cfg=None):
     options = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
                "churn": args.churn, "snr": args.snr}
     given = {k: v for k, v in options.items() if v is not None}
+    from ..models import is_ncsnpp
     if args.sampler is None:
-        args.sampler = "pc" if type(model).__name__ == "NCSNpp" else "ald"
+        args.sampler = "pc" if is_ncsnpp(model) else "ald"
         if args.sampler == "pc" and args.snr is None and getattr(cfg.sampling, "snr", None) is not None:
             given["snr"] = cfg.sampling.snr
     if args.sampler == "ald":
@@ -180,8 +181,9 @@ def sampler_settings(args, model=None, cfg=None):
 
 def describe_sampler(settings, model, cfg, n_steps_each=None, denoise=None) -> str:
     """The sampler, its schedule and its evaluations per sample, as one phrase; NcsnError if it cannot run here."""
-    is_ncsnpp = type(model).__name__ == "NCSNpp"
-    if settings.name == "ald" and is_ncsnpp:
+    from ..models import is_ncsnpp
+    ncsnpp = is_ncsnpp(model)
+    if settings.name == "ald" and ncsnpp:
         raise NcsnError("annealed Langevin (ald) needs an NCSN / NCSNv2 config; an NCSN++ samples with pc (its "
                         "default) or any other --sampler")
     if settings.name == "ald":
@@ -191,17 +193,23 @@ def describe_sampler(settings, model, cfg, n_steps_each=None, denoise=None) -> s
                 f"{levels * t + int(d)} network evaluations per sample")
     from ..sampling import Denoiser, plan
     try:
-        den = Denoiser.from_ncsnpp(model) if is_ncsnpp else Denoiser.from_model(model)
+        den = Denoiser.from_ncsnpp(model) if ncsnpp else Denoiser.from_model(model)
         return plan(settings, den, cfg).summary
     except ValueError as e:
         raise NcsnError(str(e)) from None
 
 
-def dtype_arg(text: str, device, quiet: bool = False):
-    """--dtype resolved for `device`: (torch dtype, why); a warning line on stderr where it will be slow."""
+def dtype_arg(text: str, device, model=None, quiet: bool = False):
+    """--dtype resolved for `device` and `model`: (torch dtype, why); a warning line on stderr where it will be
+    slow. An NCSN++ runs in float32 (its float64 sigma buffer must stay exact)."""
     import sys
 
+    import torch
+
     from ..machine import resolve_dtype
+    from ..models import is_ncsnpp
+    if is_ncsnpp(model):
+        return torch.float32, "NCSN++ runs in float32"
     try:
         dtype, why, warning = resolve_dtype(text, device)
     except ValueError as e:

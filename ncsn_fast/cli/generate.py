@@ -105,19 +105,15 @@ def _check_sampler(name: str | None) -> None:
 def _generate(args, batch_arg, out: Path) -> int:
     import dataclasses
 
-    import torch
-
     from .. import generate as gen
     from ..sampling import FastSampler, ProgramSampler
 
     rank, world, device = distributed_setup(args.device)
     error, complete = None, False
     try:
-        dtype, why = dtype_arg(args.dtype, device, quiet=rank != 0)
         model, cfg, info = load_model(args)
+        dtype, why = dtype_arg(args.dtype, device, model, quiet=rank != 0)
         sampler_cfg = sampler_settings(args, model, cfg)
-        if type(model).__name__ == "NCSNpp":
-            dtype, why = torch.float32, "NCSN++ runs in float32"
         how = describe_sampler(sampler_cfg, model, cfg, args.n_steps_each, args.denoise)
         ald = sampler_cfg.name == "ald"
         s = cfg.sampling

@@ -14,6 +14,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import CheckpointError
+    from ..models import is_ncsnpp
     from ..sampling import Denoiser, langevin_schedule
     from ..sampling.samplers import supported
 
@@ -23,29 +24,37 @@ def run(args) -> int:
         if "no config given" not in str(e):
             raise
         return _bare(args.checkpoint)
-    if type(model).__name__ == "NCSNpp":
+    if is_ncsnpp(model):
         return _ncsnpp(model, cfg, info)
-    n_params = sum(p.numel() for p in model.parameters())
     sig = cfg.sampling_sigmas()
     s = cfg.sampling
     alphas, _ = langevin_schedule(sig, s.step_lr)
     evals = len(sig) * s.n_steps_each + int(s.denoise)
+    _print(info, info.layout, model,
+           architecture=f"{cfg.arch} ({cfg.family}), ngf {cfg.model.ngf}, "
+                        f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}",
+           levels=f"{len(sig)} {cfg.model.sigma_dist}, sigma {float(sig[0]):g} -> {float(sig[-1]):g}",
+           sampling=f"{s.n_steps_each} steps/level, step_lr {s.step_lr:g} (alpha {alphas[0]:.4g} -> "
+                    f"{alphas[-1]:.4g}), denoise {s.denoise}: {evals} network evaluations per sample",
+           samplers=supported(Denoiser.from_model(model)))
+    return 0
+
+
+def _print(info, layout: str, model, *, architecture: str, levels: str, sampling: str, samplers: dict) -> None:
+    """The lines of a loaded checkpoint, whichever family."""
     lines = [
-        f"checkpoint      {info.path} ({info.layout} layout" + (f", step {info.step})" if info.step else ")"),
+        f"checkpoint      {info.path} ({layout} layout" + (f", step {info.step})" if info.step else ")"),
         f"config          {info.config_source}",
-        f"architecture    {cfg.arch} ({cfg.family}), ngf {cfg.model.ngf}, "
-        f"{cfg.data.channels}x{cfg.data.image_size}x{cfg.data.image_size}",
-        f"parameters      {n_params:,} ({len(model.state_dict())} state_dict entries)",
+        f"architecture    {architecture}",
+        f"parameters      {sum(p.numel() for p in model.parameters()):,} ({len(model.state_dict())} state_dict "
+        f"entries)",
         "weights         " + ("EMA" if info.ema_applied else "raw") +
         (" (checkpoint has EMA weights)" if info.has_ema and not info.ema_applied else ""),
-        f"noise levels    {len(sig)} {cfg.model.sigma_dist}, sigma {float(sig[0]):g} -> {float(sig[-1]):g}",
-        f"sampling        {s.n_steps_each} steps/level, step_lr {s.step_lr:g} (alpha {alphas[0]:.4g} -> "
-        f"{alphas[-1]:.4g}), denoise {s.denoise}: {evals} network evaluations per sample",
-        "samplers        " + ", ".join(name + (f" ({why})" if why else "")
-                                       for name, why in supported(Denoiser.from_model(model)).items()),
+        f"noise levels    {levels}",
+        f"sampling        {sampling}",
+        "samplers        " + ", ".join(name + (f" ({why})" if why else "") for name, why in samplers.items()),
     ]
     print("\n".join(lines))
-    return 0
 
 
 def _bare(path: str) -> int:
@@ -76,21 +85,11 @@ def _ncsnpp(model, cfg, info) -> int:
     sig = model.sigmas
     kind = "continuous (Gaussian Fourier embedding of sigma)" if model.embedding_type == "fourier" else \
         "discrete (positional embedding of the level)"
-    lines = [
-        f"checkpoint      {info.path} (score-SDE layout" + (f", step {info.step})" if info.step else ")"),
-        f"config          {info.config_source}",
-        f"architecture    NCSN++ (VE), {kind}, nf {m['nf']}, ch_mult {tuple(m['ch_mult'])}, "
-        f"{m['num_res_blocks']} res blocks, {d['num_channels']}x{d['image_size']}x{d['image_size']}",
-        f"parameters      {sum(p.numel() for p in model.parameters()):,} ({len(model.state_dict())} state_dict "
-        f"entries)",
-        "weights         " + ("EMA" if info.ema_applied else "raw") +
-        (" (checkpoint has EMA weights)" if info.has_ema and not info.ema_applied else ""),
-        f"noise levels    {len(sig)} geometric, sigma {float(sig[0]):g} -> {float(sig[-1]):g}",
-        f"sampling        {s.get('predictor', '?')} predictor + {s.get('corrector', '?')} corrector, snr "
-        f"{s.get('snr', '?')}: {len(sig) * (s.get('n_steps_each', 1) + 1)} network evaluations per sample",
-        "samplers        " + ", ".join(name + (f" ({why})" if why else "")
-                                       for name, why in supported(Denoiser.from_ncsnpp(model)).items()
-                                       if name != "ald"),
-    ]
-    print("\n".join(lines))
+    _print(info, "score-SDE", model,
+           architecture=f"NCSN++ (VE), {kind}, nf {m['nf']}, ch_mult {tuple(m['ch_mult'])}, "
+                        f"{m['num_res_blocks']} res blocks, {d['num_channels']}x{d['image_size']}x{d['image_size']}",
+           levels=f"{len(sig)} geometric, sigma {float(sig[0]):g} -> {float(sig[-1]):g}",
+           sampling=f"{s.get('predictor', '?')} predictor + {s.get('corrector', '?')} corrector, snr "
+                    f"{s.get('snr', '?')}: {len(sig) * (s.get('n_steps_each', 1) + 1)} network evaluations per sample",
+           samplers={k: v for k, v in supported(Denoiser.from_ncsnpp(model)).items() if k != "ald"})
     return 0

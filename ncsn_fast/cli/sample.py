@@ -71,11 +71,9 @@ def run(args) -> int:
     check_out_dir(out)
     device = device_arg(args.device)
     builtin = args.checkpoint is None
-    dtype, why = dtype_arg(args.dtype, device)
     model, cfg, info = load_model(args)
+    dtype, why = dtype_arg(args.dtype, device, model)
     settings = sampler_settings(args, model, cfg)
-    if type(model).__name__ == "NCSNpp":
-        dtype, why = torch.float32, "NCSN++ runs in float32"
     model = model.to(device)
     how = describe_sampler(settings, model, cfg, args.n_steps_each, args.denoise)
     t0 = time.perf_counter()

@@ -159,16 +159,24 @@ class AttnBlockpp(nn.Module):
         return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
 
 
-class Upsample(nn.Module):
-    def __init__(self, in_ch: int, out_ch: int | None = None, with_conv: bool = False, fir: bool = False,
-                 fir_kernel=(1, 3, 3, 1)):
+class _Resample(nn.Module):
+    """2x up- or down-sampling: FIR (optionally fused with a 3x3 convolution, `Conv2d_0`), or nearest / average
+    pooling (optionally with a 3x3 convolution, `Conv_0`), as the original's Upsample / Downsample."""
+
+    def __init__(self, in_ch: int, out_ch: int | None, with_conv: bool, fir: bool, fir_kernel, up: bool):
         super().__init__()
         out_ch = out_ch or in_ch
         if with_conv and not fir:
-            self.Conv_0 = conv3x3(in_ch, out_ch)
+            self.Conv_0 = conv3x3(in_ch, out_ch) if up else conv3x3(in_ch, out_ch, stride=2, padding=0)
         elif with_conv:
-            self.Conv2d_0 = FIRConv2d(in_ch, out_ch, 3, up=True, resample_kernel=fir_kernel)
+            self.Conv2d_0 = FIRConv2d(in_ch, out_ch, 3, up=up, down=not up, resample_kernel=fir_kernel)
         self.fir, self.with_conv, self.fir_kernel = fir, with_conv, fir_kernel
+
+
+class Upsample(_Resample):
+    def __init__(self, in_ch: int, out_ch: int | None = None, with_conv: bool = False, fir: bool = False,
+                 fir_kernel=(1, 3, 3, 1)):
+        super().__init__(in_ch, out_ch, with_conv, fir, fir_kernel, up=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fir:
@@ -177,16 +185,10 @@ class Upsample(nn.Module):
         return self.Conv2d_0(x) if self.with_conv else upsample_2d(x, self.fir_kernel)
 
 
-class Downsample(nn.Module):
+class Downsample(_Resample):
     def __init__(self, in_ch: int, out_ch: int | None = None, with_conv: bool = False, fir: bool = False,
                  fir_kernel=(1, 3, 3, 1)):
-        super().__init__()
-        out_ch = out_ch or in_ch
-        if with_conv and not fir:
-            self.Conv_0 = conv3x3(in_ch, out_ch, stride=2, padding=0)
-        elif with_conv:
-            self.Conv2d_0 = FIRConv2d(in_ch, out_ch, 3, down=True, resample_kernel=fir_kernel)
-        self.fir, self.with_conv, self.fir_kernel = fir, with_conv, fir_kernel
+        super().__init__(in_ch, out_ch, with_conv, fir, fir_kernel, up=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.fir:

@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 
 from ..config import Config
 from ..machine import SlowDtypeWarning, resolve_dtype
+from ..models import is_ncsnpp
 from ..ops.philox import INIT_STEP, philox_noise, philox_uniform_ref
 from .langevin import anneal_langevin, torch_noise
 from .prepare import batches, check_finite, data_transform, fast_copy
@@ -113,7 +114,7 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if type(model).__name__ == "NCSNpp":  # an NCSN++ of the score-SDE code: its own config and denoiser view
+    if is_ncsnpp(model):  # an NCSN++ of the score-SDE code: its own config and denoiser view
         name = sampler.name if isinstance(sampler, SamplerSettings) else (sampler or "pc")
         if method == "reference" and rng in (None, "torch") and name in ("pc", "ode"):
             from .score_sde import sample_as_score_sde

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -44,7 +44,6 @@ class Program:
     start_sigma: float  # x_T = centre + start_sigma z, z at INIT_NORMAL_STEP
     start_noise: tuple[float, int] = (0.0, 0)  # then x_T += nu z' with z' at this step (EDM's first churn)
     batch_mean: bool = False  # corrector steps from batch means of the norms (the original) instead of per sample
-    notes: dict = field(default_factory=dict)
 
     @property
     def evals(self) -> int:

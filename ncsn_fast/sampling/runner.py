@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import torch
 
+from ..models import is_ncsnpp
 from ..ops.philox import philox_noise, philox_normal_ref
 from .denoiser import Denoiser
 from .langevin import NoiseSampler
@@ -61,7 +62,7 @@ class ProgramSampler:
             if shape is None or device is None:
                 raise ValueError("a score function needs the shape of one sample and the device")
             self.device, self.denoiser, self._model, self.foreign = torch.device(device), model, None, True
-        elif type(model).__name__ == "NCSNpp":  # float32 (its float64 sigma buffer must stay exact), NCHW
+        elif is_ncsnpp(model):  # float32 (its float64 sigma buffer must stay exact), NCHW
             self.device = torch.device(device) if device is not None else next(model.parameters()).device
             self._model = copy.deepcopy(model).to(self.device).eval()
             self.denoiser, self.foreign = Denoiser.from_ncsnpp(self._model), False

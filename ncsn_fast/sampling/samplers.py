@@ -178,11 +178,6 @@ def _default_steps(name: str, denoiser: Denoiser, config) -> int:
     return levels
 
 
-def evals_text(evals: int | None) -> str:
-    return "an adaptive number of network evaluations per sample" if evals is None else \
-        f"{evals} network evaluations per sample"
-
-
 def supported(denoiser: Denoiser) -> dict[str, str]:
     """The samplers this model can run, with what limits them on it."""
     if denoiser.continuous:
