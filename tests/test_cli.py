@@ -121,3 +121,25 @@ def test_info_on_a_bare_checkpoint_reports_what_the_weights_tell(tmp_path, capsy
         assert "the sigma ladder: give --sigma-begin and --sigma-end" in text
     r = run("sample", "--checkpoint", bare, "--out", tmp_path / "out", "--quiet")  # sampling still needs them
     assert r.returncode == 2 and "--image-size" in r.stderr and not (tmp_path / "out").exists()
+
+
+def test_distributed_setup_takes_the_gpu_of_local_rank(monkeypatch):
+    """Under torchrun on CUDA each process selects the GPU of its LOCAL_RANK before joining NCCL (simulated: this
+    machine has no GPU, so the calls into CUDA and the process group are recorded, not made)."""
+    import torch
+    import torch.distributed as dist
+
+    from ncsn_fast.cli.args import distributed_setup
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda d: calls.append(("set_device", d)))
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    rank, world, dev = distributed_setup("cuda")
+    assert (rank, world, dev) == (1, 2, torch.device("cuda", 1))
+    assert calls == [("set_device", torch.device("cuda", 1)), ("init", "nccl")]

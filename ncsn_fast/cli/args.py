@@ -117,7 +117,7 @@ def distributed_setup(device: str):
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if dev.type == "cuda":
         dev = torch.device("cuda", local)
-        torch.cuda.setdevice_arg(dev)
+        torch.cuda.set_device(dev)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
     return dist.get_rank(), dist.get_world_size(), dev
