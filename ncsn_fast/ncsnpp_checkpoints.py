@@ -6,7 +6,8 @@ Such files carry a NumPy float64 (the warm-up learning rate in the optimizer sta
 NumPy's scalar reconstructor and dtype classes: exactly those are admitted (under their NumPy 1 and NumPy 2
 names) and nothing else, so no code runs. The EMA's bare list of shadow parameters is mapped onto the
 parameters with requires_grad, in order (the frozen Fourier features `W` are not in it). The config is the
-resolved score-SDE config: a dict, a JSON file (as the fixtures hold it), or a published config's name.
+resolved score-SDE config: a dict, a JSON file (as the fixtures hold it), a published config's name, or None:
+inferred from the weights (ncsnpp_infer.py).
 """
 
 from __future__ import annotations
@@ -128,12 +129,18 @@ def resolve_config(config) -> tuple[dict, str]:
     return cfg, source
 
 
-def load_ncsnpp(path: str | Path, config, ema: bool = True, device: str | torch.device = "cpu"):
-    """(NCSN++ in eval mode, its config dict, NcsnppInfo), with the EMA weights unless ema=False."""
+def load_ncsnpp(path: str | Path, config=None, ema: bool = True, device: str | torch.device = "cpu",
+                image_size: int | None = None):
+    """(NCSN++ in eval mode, its config dict, NcsnppInfo), with the EMA weights unless ema=False; config None:
+    inferred from the weights (image_size, where given, in place of the attention-at-16x16 rule)."""
     path = Path(path)
     obj = read_file(path)
-    cfg, source = resolve_config(config)
     state = strip_prefix(obj["model"])
+    if config is None:
+        from .ncsnpp_infer import infer_config
+        cfg, source = infer_config(state, published_configs(), image_size)
+    else:
+        cfg, source = resolve_config(config)
     with torch.device("meta"):
         model = NCSNpp(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}

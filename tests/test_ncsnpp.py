@@ -130,7 +130,8 @@ def test_cli_on_an_ncsnpp_checkpoint(tmp_path, capsys):
     manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
     assert manifest["settings"]["sampler"]["name"] == "heun" and manifest["settings"]["dtype"] == "float32"
     capsys.readouterr()
-    assert main(["sample", "--checkpoint", ckpt, "-n", "2", "--out", str(tmp_path / "no"), "--quiet"]) == 2
+    assert main(["sample", "--checkpoint", ckpt, "--config", "no_such", "-n", "2", "--out", str(tmp_path / "no"),
+                 "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "needs its config" in err and err.count("\n") == 1 and not (tmp_path / "no").exists()
     assert main(["sample", "--checkpoint", ckpt, "--config", cfg, "--sampler", "ald", "--out",

@@ -54,7 +54,8 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
 
 def load_model(args):
     """(model, config, info) of --checkpoint (default: the built-in digits model): a checkpoint of the original
-    NCSN / NCSNv2 code or ours, or of the score-SDE code (NCSN++, with --config NAME or a JSON file)."""
+    NCSN / NCSNv2 code or ours, or of the score-SDE code (NCSN++: --config NAME or a JSON file, else inferred
+    from the weights)."""
     from ..checkpoints import CheckpointInfo, load_checkpoint
     from ..errors import CheckpointError
     if args.checkpoint is None:
@@ -68,7 +69,7 @@ def load_model(args):
         from ..ncsnpp_checkpoints import ScoreSdeConfig, is_score_sde_checkpoint, load_ncsnpp
         if not is_score_sde_checkpoint(args.checkpoint):
             raise
-    model, cfg, info = load_ncsnpp(args.checkpoint, args.config, ema=not args.no_ema)
+    model, cfg, info = load_ncsnpp(args.checkpoint, args.config, ema=not args.no_ema, image_size=args.image_size)
     return model, ScoreSdeConfig(cfg), CheckpointInfo(info.path, "score-SDE", info.config_source, info.has_ema,
                                                       info.ema_applied, info.step)
 

@@ -87,7 +87,10 @@ def _ncsnpp(model, cfg, info) -> int:
         "discrete (positional embedding of the level)"
     _print(info, "score-SDE", model,
            architecture=f"NCSN++ (VE), {kind}, nf {m['nf']}, ch_mult {tuple(m['ch_mult'])}, "
-                        f"{m['num_res_blocks']} res blocks, {d['num_channels']}x{d['image_size']}x{d['image_size']}",
+                        f"{m['num_res_blocks']} {m['resblock_type']} res blocks per level, attention at "
+                        f"{', '.join(map(str, m['attn_resolutions']))}, progressive {m['progressive']} / input "
+                        f"{m['progressive_input']} ({m['progressive_combine']}), "
+                        f"{d['num_channels']}x{d['image_size']}x{d['image_size']}",
            levels=f"{len(sig)} geometric, sigma {float(sig[0]):g} -> {float(sig[-1]):g}",
            sampling=f"{s.get('predictor', '?')} predictor + {s.get('corrector', '?')} corrector, snr "
                     f"{s.get('snr', '?')}: {len(sig) * (s.get('n_steps_each', 1) + 1)} network evaluations per sample",
