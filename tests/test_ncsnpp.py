@@ -136,3 +136,31 @@ def test_cli_on_an_ncsnpp_checkpoint(tmp_path, capsys):
     assert "needs its config" in err and err.count("\n") == 1 and not (tmp_path / "no").exists()
     assert main(["sample", "--checkpoint", ckpt, "--config", cfg, "--sampler", "ald", "--out",
                  str(tmp_path / "ald"), "--quiet"]) == 2
+
+
+def test_cli_batch_mean_keeps_the_original_rule(tmp_path, capsys):
+    """--batch-mean: pc's corrector step from the batch means, as the score-SDE code does; the samples are then
+    those of the Python API with batch_mean=True (and not the per-sample default's); generate and the other
+    samplers refuse it with nothing written."""
+    import numpy as np
+
+    from ncsn_fast.cli import main
+    from ncsn_fast.sampling.samplers import SamplerSettings
+    ckpt = str(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth")
+    common = ["--checkpoint", ckpt, "-n", "3", "--seed", "5", "--steps", "4", "--quiet"]
+    assert main(["sample", *common, "--batch-mean", "--out", str(tmp_path / "m")]) == 0
+    assert "batch-mean steps" in capsys.readouterr().out
+    assert main(["sample", *common, "--out", str(tmp_path / "p")]) == 0
+    got = np.load(tmp_path / "m" / "samples.npz")["arr_0"]
+    assert not np.array_equal(got, np.load(tmp_path / "p" / "samples.npz")["arr_0"])
+    model, cfg, _ = load_ncsnpp(ckpt)
+    x = sample(model, n=3, seed=5, sampler=SamplerSettings("pc", steps=4, snr=cfg["sampling"]["snr"],
+                                                           batch_mean=True), progress=False)
+    want = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+    capsys.readouterr()
+    for argv in (["generate", *common, "--batch-mean", "--out", str(tmp_path / "g")],
+                 ["sample", *common, "--batch-mean", "--sampler", "heun", "--out", str(tmp_path / "h")]):
+        assert main(argv) == 2
+        assert "--batch-mean" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists() and not (tmp_path / "h").exists()

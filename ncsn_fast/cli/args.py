@@ -148,6 +148,9 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rho", type=positive_float, help="EDM's schedule exponent (default 7)")
     p.add_argument("--churn", type=nonnegative_float, help="edm: S_churn (default 80, EDM's for VE networks)")
     p.add_argument("--snr", type=positive_float, help="pc: the corrector's signal-to-noise ratio (default 0.16)")
+    p.add_argument("--batch-mean", action="store_true", help="pc: the corrector's step size from the batch means "
+                   "of the norms, as the score-SDE code does (a sample then depends on its batch; default: per "
+                   "sample)")
 
 
 def sampler_settings(args, model=None, cfg=None):
@@ -163,6 +166,10 @@ def sampler_settings(args, model=None, cfg=None):
         args.sampler = "pc" if is_ncsnpp(model) else "ald"
         if args.sampler == "pc" and args.snr is None and getattr(cfg.sampling, "snr", None) is not None:
             given["snr"] = cfg.sampling.snr
+    if args.batch_mean:
+        if args.sampler != "pc":
+            raise NcsnError(f"--batch-mean sets pc's corrector step, not {args.sampler}'s")
+        given["batch_mean"] = True
     if args.sampler == "ald":
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)

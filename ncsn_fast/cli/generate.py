@@ -74,7 +74,7 @@ def run(args) -> int:
     if args.resume and args.overwrite:
         raise NcsnError("--resume and --overwrite exclude each other")
     batch_arg = _batch_size_arg(args.batch_size)
-    _check_sampler(args.sampler)  # before anything is written
+    _check_sampler(args.sampler, args.batch_mean)  # before anything is written
     out = Path(args.out)
     check_out_dir(out, create=int(os.environ.get("RANK", "0")) == 0)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -96,10 +96,13 @@ def run(args) -> int:
         dist.destroy_process_group()
 
 
-def _check_sampler(name: str | None) -> None:
+def _check_sampler(name: str | None, batch_mean: bool = False) -> None:
     if name == "ode":
         raise NcsnError("generate promises samples that do not depend on the batch; ode's adaptive steps are "
                         "chosen for a whole batch, so it is for `ncsn-fast sample` only")
+    if batch_mean:
+        raise NcsnError("generate promises samples that do not depend on the batch; --batch-mean makes each "
+                        "corrector step depend on the whole batch, so it is for `ncsn-fast sample` only")
 
 
 def _generate(args, batch_arg, out: Path) -> int:
