@@ -15,7 +15,7 @@ from setuptools import setup
 
 HERE = Path(__file__).parent.resolve()
 CSRC = HERE / "csrc"
-HEADERS = sorted(str(p.relative_to(HERE)) for p in CSRC.glob("*.h"))
+HEADERS = sorted(str(p.relative_to(HERE)) for p in [*CSRC.glob("*.h"), *CSRC.glob("*.cuh")])
 CUDA_SOURCES = sorted(CSRC.glob("*.cu"))
 ARCH_FLAGS = ["-gencode", "arch=compute_80,code=sm_80", "-gencode", "arch=compute_90,code=sm_90",
               "-gencode", "arch=compute_90,code=compute_90"]

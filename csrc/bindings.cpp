@@ -64,6 +64,13 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release nogil;
     ncsn::pool5x5_cpu(ptr<const void>(x), ptr<void>(out), dtype, is_max, n, channels, height, width, channels_last);
   });
+  m.def("group_norm_act_cpu", [](uintptr_t x, uintptr_t out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                                 bool channels_last, int64_t groups, float eps, uintptr_t weight, uintptr_t bias,
+                                 uintptr_t add, bool apply_silu) {
+    py::gil_scoped_release nogil;
+    ncsn::group_norm_act_cpu(ptr<const void>(x), ptr<void>(out), dtype, n, channels, hw, channels_last, groups, eps,
+                             ptr<const float>(weight), ptr<const float>(bias), ptr<const float>(add), apply_silu);
+  });
   m.def("elu_cpu", [](uintptr_t x, uintptr_t out, int dtype, int64_t numel) {
     py::gil_scoped_release nogil;
     ncsn::elu_cpu(ptr<const void>(x), ptr<void>(out), dtype, numel);
@@ -108,6 +115,14 @@ PYBIND11_MODULE(_C, m) {
     check(ncsn::pool5x5_cuda(ptr<const void>(x), ptr<void>(out), dtype, is_max, n, channels, height, width,
                              channels_last, stream),
           "pool5x5_cuda");
+  });
+  m.def("group_norm_act_cuda", [](uintptr_t x, uintptr_t out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                                  bool channels_last, int64_t groups, float eps, uintptr_t weight, uintptr_t bias,
+                                  uintptr_t add, bool apply_silu, uintptr_t work, uintptr_t stream) {
+    check(ncsn::group_norm_act_cuda(ptr<const void>(x), ptr<void>(out), dtype, n, channels, hw, channels_last, groups,
+                                    eps, ptr<const float>(weight), ptr<const float>(bias), ptr<const float>(add),
+                                    apply_silu, ptr<float>(work), stream),
+          "group_norm_act_cuda");
   });
   m.def("elu_cuda", [](uintptr_t x, uintptr_t out, int dtype, int64_t numel, uintptr_t stream) {
     check(ncsn::elu_cuda(ptr<const void>(x), ptr<void>(out), dtype, numel, stream), "elu_cuda");

@@ -2,27 +2,13 @@
 // per-sample coefficients (one thread per sample), and the apply pass (grid-stride, ELU fused).
 #include <cuda_runtime.h>
 
+#include "block_reduce.cuh"
 #include "instance_norm_plus.h"
 #include "ops_cuda.h"
 
 namespace ncsn {
 
 constexpr int kStatThreads = 256;
-
-__device__ float block_sum(float v, float* shared) {
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < (blockDim.x >> 5) ? shared[threadIdx.x] : 0.f;
-  if (warp == 0)
-    for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
-  if (threadIdx.x == 0) shared[0] = v;
-  __syncthreads();
-  v = shared[0];
-  __syncthreads();
-  return v;
-}
 
 template <typename T>
 __global__ void stats_kernel(const T* __restrict__ x, float* mu, float* rstd, int64_t channels, int64_t hw,

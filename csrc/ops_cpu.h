@@ -32,6 +32,12 @@ void instance_norm_plus_cpu(const void* x, void* out, int dtype, int64_t n, int6
 void pool5x5_cpu(const void* x, void* out, int dtype, bool is_max, int64_t n, int64_t channels, int64_t height,
                  int64_t width, bool channels_last);
 
+// out = [SiLU of] GroupNorm(x + add) (group_norm_act.h), same dtype code and layout as x; weight/bias float32
+// (channels,); add float32 (n, channels) or null.
+void group_norm_act_cpu(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                        bool channels_last, int64_t groups, float eps, const float* weight, const float* bias,
+                        const float* add, bool apply_silu);
+
 // out = ELU(x) (alpha 1) over numel elements of dtype code `dtype`.
 void elu_cpu(const void* x, void* out, int dtype, int64_t numel);
 

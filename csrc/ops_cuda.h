@@ -46,6 +46,11 @@ int instance_norm_plus_cuda(const void* x, void* out, int dtype, int64_t n, int6
 int pool5x5_cuda(const void* x, void* out, int dtype, bool is_max, int64_t n, int64_t channels, int64_t height,
                  int64_t width, bool channels_last, uintptr_t stream);
 
+// out = [SiLU of] GroupNorm(x + add) (group_norm_act.h); work: device float scratch of 2 * n * groups.
+int group_norm_act_cuda(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                        bool channels_last, int64_t groups, float eps, const float* weight, const float* bias,
+                        const float* add, bool apply_silu, float* work, uintptr_t stream);
+
 // out = ELU(x) (alpha 1) over numel elements.
 int elu_cuda(const void* x, void* out, int dtype, int64_t numel, uintptr_t stream);
 

@@ -20,7 +20,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ncsn_fast.ops import instance_norm_plus_ref, langevin_coefs, langevin_step_ref, philox_normal_ref, pool5x5_ref
+from ncsn_fast.ops import group_norm_act_ref, instance_norm_plus_ref, langevin_coefs, langevin_step_ref, philox_normal_ref, pool5x5_ref
 from ncsn_fast.ops.philox import philox_words_ref
 from ncsn_fast.ops.sampler_update import sampler_update_ref
 
@@ -59,6 +59,12 @@ int emu_pool5x5(const void* x, void* out, int dtype, int is_max, int64_t n, int6
   return pool5x5_cuda(x, out, dtype, is_max != 0, n, channels, height, width, channels_last != 0, 0);
 }
 int emu_elu(const void* x, void* out, int dtype, int64_t numel) { return elu_cuda(x, out, dtype, numel, 0); }
+int emu_group_norm_act(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,
+                       int channels_last, int64_t groups, float eps, const float* weight, const float* bias,
+                       const float* add, int silu, float* work) {
+  return group_norm_act_cuda(x, out, dtype, n, channels, hw, channels_last != 0, groups, eps, weight, bias, add,
+                             silu != 0, work, 0);
+}
 }
 """
 
@@ -220,6 +226,30 @@ def test_instance_norm_plus(emu, dtype, channels_last, shape, cond, elu):
     amplify = (mu.abs().amax(1) / mu.std(dim=1)).max()
     scale = (x.double().std() * gamma.abs().max() + gamma.abs().max() * alpha.abs().max() * 3).item()
     atol = 8 * 2 ** -23 * amplify * (gamma * alpha).abs().max() + 2 * torch.finfo(dtype).eps * scale
+    assert (out.double() - ref64).abs().max() <= 2 * (ref.double() - ref64).abs().max() + atol
+
+
+@pytest.mark.parametrize("dtype", DTYPE_CODES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+@pytest.mark.parametrize("shape", [(3, 6, 5, 3, 3), (2, 16, 12, 12, 4)], ids=["under_a_block", "over_a_block"])
+@pytest.mark.parametrize("with_add,silu", [(False, False), (True, True)], ids=["gn", "add_gn_silu"])
+def test_group_norm_act(emu, dtype, channels_last, shape, with_add, silu):
+    g = torch.Generator().manual_seed(4)
+    n, c, hh, ww, groups = shape
+    x = (torch.randn(n, c, hh, ww, generator=g) * 2 + 3).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    weight, bias = 1 + 0.3 * torch.randn(c, generator=g), 0.3 * torch.randn(c, generator=g)
+    add = 0.5 * torch.randn(n, c, generator=g) if with_add else None
+    out, work = torch.empty_like(x), torch.empty(2 * n * groups)
+    assert emu.emu_group_norm_act(_p(x), _p(out), DTYPE_CODES[dtype], I64(n), I64(c), I64(hh * ww),
+                                  int(channels_last), I64(groups), ctypes.c_float(1e-6), _p(weight), _p(bias),
+                                  _p(add), int(silu), _p(work)) == 0
+    ref64 = group_norm_act_ref(x.double(), weight.double(), bias.double(), groups, 1e-6,
+                               None if add is None else add.double(), silu)
+    ref = group_norm_act_ref(x.float(), weight, bias, groups, 1e-6, add, silu).to(dtype)
+    scale = (x.double().abs().max() / x.double().std() * weight.abs().max()).item()
+    atol = 16 * 2 ** -23 * scale + 2 * torch.finfo(dtype).eps * max(scale, 1.0)
     assert (out.double() - ref64).abs().max() <= 2 * (ref.double() - ref64).abs().max() + atol
 
 

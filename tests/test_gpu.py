@@ -10,6 +10,8 @@ from ncsn_fast import load_checkpoint
 from ncsn_fast.models import set_backend
 from ncsn_fast.ops import (
     elu,
+    group_norm_act,
+    group_norm_act_ref,
     instance_norm_plus,
     instance_norm_plus_ref,
     langevin_coefs,
@@ -87,6 +89,28 @@ def test_instance_norm_plus_real_size(backend, shape, dtype, channels_last):
     out = instance_norm_plus(xd, gamma.to(DEV), alpha.to(DEV), beta.to(DEV), elu=True, backend=backend)
     ref64 = instance_norm_plus_ref(x.double(), gamma.double(), alpha.double(), beta.double(), elu=True)
     ref = instance_norm_plus_ref(x.float(), gamma, alpha, beta, elu=True).to(dtype)
+    atol = 4 * torch.finfo(dtype).eps * ref64.abs().max() + 1e-5 * ref64.abs().max()
+    assert (out.cpu().double() - ref64).abs().max() <= 2 * (ref.double() - ref64).abs().max() + atol
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("shape", [(8, 128, 32, 32, 32), (8, 256, 16, 16, 32), (2, 16, 256, 256, 4)], ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_group_norm_act_real_size(backend, shape, dtype, channels_last):
+    """NCSN++'s norms at CIFAR-10 sizes and a 256-pixel level, with the embedding add and the SiLU."""
+    skip_unless_backend(backend, DEV)
+    g = torch.Generator().manual_seed(2)
+    n, c, hh, ww, groups = shape
+    x = (torch.randn(n, c, hh, ww, generator=g) + 0.5).to(dtype)
+    weight, bias = 1 + 0.3 * torch.randn(c, generator=g), 0.3 * torch.randn(c, generator=g)
+    add = 0.5 * torch.randn(n, c, generator=g)
+    xd = x.to(DEV)
+    if channels_last:
+        xd = xd.to(memory_format=torch.channels_last)
+    out = group_norm_act(xd, weight.to(DEV), bias.to(DEV), groups, 1e-6, add.to(DEV), True, backend=backend)
+    ref64 = group_norm_act_ref(x.double(), weight.double(), bias.double(), groups, 1e-6, add.double())
+    ref = group_norm_act_ref(x.float(), weight, bias, groups, 1e-6, add).to(dtype)
     atol = 4 * torch.finfo(dtype).eps * ref64.abs().max() + 1e-5 * ref64.abs().max()
     assert (out.cpu().double() - ref64).abs().max() <= 2 * (ref.double() - ref64).abs().max() + atol
 

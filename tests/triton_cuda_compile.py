@@ -22,6 +22,8 @@ from triton.compiler import ASTSource  # noqa: E402
 
 from ncsn_fast.kernels import INTERPRET  # noqa: E402
 from ncsn_fast.kernels.elu import _elu_kernel  # noqa: E402
+from ncsn_fast.kernels.group_norm_act import _apply_kernel as _gn_apply_kernel  # noqa: E402
+from ncsn_fast.kernels.group_norm_act import _stats_kernel as _gn_stats_kernel  # noqa: E402
 from ncsn_fast.kernels.instance_norm_plus import _apply_kernel, _coef_kernel, _stats_kernel  # noqa: E402
 from ncsn_fast.kernels.langevin_step import _langevin_step_kernel  # noqa: E402
 from ncsn_fast.kernels.philox import _philox_kernel  # noqa: E402
@@ -47,6 +49,17 @@ def cases():
                     "BETA": "*fp32", "param_stride": "i32", "total": "i32", "C": "i32", "HW": "i32",
                     "CHANNELS_LAST": "constexpr", "ELU": "constexpr", "BLOCK": "constexpr"}, \
                     {"CHANNELS_LAST": cl, "ELU": elu, "BLOCK": 1024}
+            for add in (False, True):
+                yield f"group norm stats {dt} cl={cl} add={add}", _gn_stats_kernel, {
+                    "X": f"*{dt}", "ADD": "*fp32", "MU": "*fp32", "RSTD": "*fp32", "C": "i32", "HW": "i32",
+                    "G": "i32", "eps": "fp32", "CHANNELS_LAST": "constexpr", "HAS_ADD": "constexpr",
+                    "BLOCK": "constexpr"}, {"CHANNELS_LAST": cl, "HAS_ADD": add, "BLOCK": 1024}
+                for silu in (False, True):
+                    yield f"group norm apply {dt} cl={cl} add={add} silu={silu}", _gn_apply_kernel, {
+                        "X": f"*{dt}", "OUT": f"*{dt}", "MU": "*fp32", "RSTD": "*fp32", "W": "*fp32", "B": "*fp32",
+                        "ADD": "*fp32", "total": "i32", "C": "i32", "HW": "i32", "G": "i32",
+                        "CHANNELS_LAST": "constexpr", "HAS_ADD": "constexpr", "SILU": "constexpr",
+                        "BLOCK": "constexpr"}, {"CHANNELS_LAST": cl, "HAS_ADD": add, "SILU": silu, "BLOCK": 1024}
             for is_max in (False, True):
                 yield f"pool5x5 {dt} cl={cl} max={is_max}", _pool5x5_kernel, {
                     "X": f"*{dt}", "OUT": f"*{dt}", "total": "i32", "C": "i32", "H": "i32", "W": "i32",
