@@ -20,7 +20,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ncsn_fast.ops import group_norm_act_ref, instance_norm_plus_ref, langevin_coefs, langevin_step_ref, philox_normal_ref, pool5x5_ref
+from ncsn_fast.ops import (
+    group_norm_act_ref,
+    instance_norm_plus_ref,
+    langevin_coefs,
+    langevin_step_ref,
+    philox_normal_ref,
+    pool5x5_ref,
+)
 from ncsn_fast.ops.philox import philox_words_ref
 from ncsn_fast.ops.sampler_update import sampler_update_ref
 

@@ -9,7 +9,8 @@ from .philox import philox_noise, philox_normal, philox_normal_ref, philox_words
 from .pool import pool5x5, pool5x5_ref
 
 __all__ = [
-    "cond_instance_norm_plus", "elu", "elu_ref", "explain", "group_norm_act", "group_norm_act_ref", "instance_norm_plus", "instance_norm_plus_ref",
+    "cond_instance_norm_plus", "elu", "elu_ref", "explain", "group_norm_act", "group_norm_act_ref",
+    "instance_norm_plus", "instance_norm_plus_ref",
     "langevin_coefs", "langevin_step_", "langevin_step_ref", "philox_noise", "philox_normal", "philox_normal_ref",
     "philox_words_ref", "pool5x5", "pool5x5_ref",
 ]
