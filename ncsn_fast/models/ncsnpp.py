@@ -20,6 +20,7 @@ from .ncsnpp_layers import (
     Combine,
     Downsample,
     GaussianFourierProjection,
+    NormAct,
     ResnetBlockBigGANpp,
     ResnetBlockDDPMpp,
     Upsample,
@@ -42,7 +43,7 @@ def _act(name: str) -> nn.Module:
     return acts[name.lower()]
 
 
-class NCSNpp(nn.Module):
+class NCSNpp(NormAct):
     """NCSN++ for the options the published VE configs use: Fourier or positional embedding, BigGAN or DDPM
     residual blocks, FIR resampling, skip_rescale, attention at the configured resolutions, progressive output
     none | output_skip | residual and progressive input none | input_skip | residual."""
@@ -157,6 +158,12 @@ class NCSNpp(nn.Module):
             modules += [group_norm(in_ch), conv3x3(in_ch, channels)]
         self.all_modules = nn.ModuleList(modules)
 
+    def keep_dtype(self) -> tuple[str, ...]:
+        """Tensors that keep their dtype when the fast path casts the network to 16 bits: the float64 noise
+        scales (exact ladder) and the Fourier features' W (|W log sigma 2 pi| reaches hundreds of radians, which
+        bfloat16's 8-bit mantissa would scramble)."""
+        return ("sigmas", "all_modules.0.W") if self.embedding_type == "fourier" else ("sigmas",)
+
     def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         mods = iter(self.all_modules)  # taken in construction order (never two next() in one expression)
         if self.embedding_type == "fourier":
@@ -166,7 +173,7 @@ class NCSNpp(nn.Module):
             used_sigmas = self.sigmas[labels.int()]
             temb = timestep_embedding(labels, self.nf)
         if self.conditional:
-            temb = next(mods)(temb)
+            temb = next(mods)(temb.to(x.dtype))  # computed in float32 (or 64), then in the network's dtype
             temb = next(mods)(self.act(temb))
         else:
             temb = None
@@ -206,11 +213,11 @@ class NCSNpp(nn.Module):
             if self.progressive != "none":
                 if i_level == self.num_resolutions - 1:
                     norm, conv = next(mods), next(mods)
-                    pyramid = conv(self.act(norm(h)))
+                    pyramid = conv(self.norm_act(norm, h))
                 elif self.progressive == "output_skip":
                     pyramid = self._pyramid_up(pyramid)
                     norm, conv = next(mods), next(mods)
-                    pyramid = pyramid + conv(self.act(norm(h)))
+                    pyramid = pyramid + conv(self.norm_act(norm, h))
                 else:
                     pyramid = next(mods)(pyramid)
                     pyramid = (pyramid + h) / np.sqrt(2.0) if self.skip_rescale else pyramid + h
@@ -223,7 +230,7 @@ class NCSNpp(nn.Module):
             h = pyramid
         else:
             norm, conv = next(mods), next(mods)
-            h = conv(self.act(norm(h)))
+            h = conv(self.norm_act(norm, h))
         if next(mods, None) is not None:
             raise RuntimeError("NCSN++ forward left modules unused (a construction / forward mismatch)")
         if self.scale_by_sigma:  # in the output's dtype: the float64 buffer made the original's discrete output float64

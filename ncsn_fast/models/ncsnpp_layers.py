@@ -1,7 +1,13 @@
 """The blocks of NCSN++ (Song et al. 2021, the score-SDE code's models/layerspp.py), with its parameter names.
 
-FIR resampling follows StyleGAN2's upfirdn2d (zero insertion, padding, a 2-D filter, decimation), here as a
-depthwise convolution in PyTorch; the filter (1, 3, 3, 1) is symmetric and separable.
+FIR resampling follows StyleGAN2's upfirdn2d (zero insertion, padding, a 2-D filter, decimation); the plain 2x
+resamplers run it as one exact depthwise convolution (transposed, stride 2, for up; stride 2 for down), which
+computes the same products without the inserted zeros or the discarded outputs.
+
+Fused (see Fusable: a backend set and autograd off), the blocks run each GroupNorm with its SiLU, and the
+embedding add before the second norm, as one group_norm_act op, the attention through
+scaled_dot_product_attention and the per-pixel linear layers as 1x1 convolutions; otherwise PyTorch's code in
+the original's order.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..ops.group_norm_act import group_norm_act
+from .norms import Fusable
 
 
 def fir_kernel(k=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
@@ -37,15 +46,24 @@ def upfirdn2d(x: torch.Tensor, k: torch.Tensor, up: int = 1, down: int = 1, pad:
 
 
 def upsample_2d(x: torch.Tensor, k=(1, 3, 3, 1), factor: int = 2) -> torch.Tensor:
-    kk = fir_kernel(k, factor ** 2).to(x.device)
+    """upfirdn2d(x, k * factor^2, up=factor, pad=(pad0, p // 2)) with p = K - factor, pad0 = (p + 1) // 2 +
+    factor - 1, as the transposed depthwise convolution it equals: output o gets x_i k_j where o = factor i -
+    (K - 1 - pad0) + j."""
+    kk = fir_kernel(k, factor ** 2).to(device=x.device, dtype=x.dtype)
     p = kk.shape[0] - factor
-    return upfirdn2d(x, kk, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+    c = x.shape[1]
+    return F.conv_transpose2d(x, kk.expand(c, 1, *kk.shape), stride=factor,
+                              padding=kk.shape[0] - 1 - ((p + 1) // 2 + factor - 1), groups=c)
 
 
 def downsample_2d(x: torch.Tensor, k=(1, 3, 3, 1), factor: int = 2) -> torch.Tensor:
-    kk = fir_kernel(k).to(x.device)
+    """upfirdn2d(x, k, down=factor, pad=((p + 1) // 2, p // 2)) with p = K - factor: pad, then the strided
+    depthwise convolution (only the outputs kept)."""
+    kk = fir_kernel(k).to(device=x.device, dtype=x.dtype)
     p = kk.shape[0] - factor
-    return upfirdn2d(x, kk, down=factor, pad=((p + 1) // 2, p // 2))
+    c = x.shape[1]
+    x = F.pad(x, ((p + 1) // 2, p // 2, (p + 1) // 2, p // 2))
+    return F.conv2d(x, torch.flip(kk, [0, 1]).expand(c, 1, *kk.shape), stride=factor, groups=c)
 
 
 def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = True, padding: int = 1) -> nn.Conv2d:
@@ -60,8 +78,23 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=min(channels // 4, 32), num_channels=channels, eps=1e-6)
 
 
-class NIN(nn.Module):
-    """A per-pixel linear layer (network in network): W (in, out), b (out)."""
+class NormAct(Fusable):
+    """A module whose act(GroupNorm(x [+ e])) pairs run as one group_norm_act when fused and act is SiLU."""
+
+    def norm_act(self, norm: nn.GroupNorm, x: torch.Tensor, add: torch.Tensor | None = None,
+                 act: bool = True) -> torch.Tensor:
+        if self._fused() and (not act or isinstance(self.act, nn.SiLU)):
+            return group_norm_act(x, norm.weight, norm.bias, norm.num_groups, norm.eps, add, act,
+                                  backend=self.backend)
+        if add is not None:
+            x = x + add[:, :, None, None]
+        h = norm(x)
+        return self.act(h) if act else h
+
+
+class NIN(Fusable):
+    """A per-pixel linear layer (network in network): W (in, out), b (out); fused, a 1x1 convolution (which
+    keeps channels_last)."""
 
     def __init__(self, cin: int, cout: int):
         super().__init__()
@@ -69,6 +102,8 @@ class NIN(nn.Module):
         self.b = nn.Parameter(torch.zeros(cout))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._fused():
+            return F.conv2d(x, self.W.t()[:, :, None, None], self.b)
         return torch.einsum("nchw,co->nohw", x, self.W) + self.b.view(1, -1, 1, 1)
 
 
@@ -111,7 +146,7 @@ class GaussianFourierProjection(nn.Module):
         self.W = nn.Parameter(torch.randn(embedding_size) * scale, requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x_proj = x[:, None] * self.W[None, :] * 2 * np.pi
+        x_proj = x[:, None] * self.W[None, :].to(x.dtype) * 2 * np.pi
         return torch.cat([torch.sin(x_proj), torch.cos(x_proj)], dim=-1)
 
 
@@ -140,8 +175,10 @@ class Combine(nn.Module):
         return h + y
 
 
-class AttnBlockpp(nn.Module):
+class AttnBlockpp(NormAct):
     """Self-attention over the pixels (DDPM's), skip rescaled by 1/sqrt(2) with skip_rescale."""
+
+    act = None
 
     def __init__(self, channels: int, skip_rescale: bool = False):
         super().__init__()
@@ -151,11 +188,17 @@ class AttnBlockpp(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, hh, ww = x.shape
-        h = self.GroupNorm_0(x)
+        h = self.norm_act(self.GroupNorm_0, x, act=False)
         q, k, v = self.NIN_0(h), self.NIN_1(h), self.NIN_2(h)
-        w = torch.einsum("bchw,bcij->bhwij", q, k) * (int(c) ** (-0.5))
-        w = F.softmax(w.reshape(b, hh, ww, hh * ww), dim=-1).reshape(b, hh, ww, hh, ww)
-        h = self.NIN_3(torch.einsum("bhwij,bcij->bchw", w, v))
+        if self._fused():
+            q, k, v = (t.reshape(b, c, hh * ww).transpose(1, 2) for t in (q, k, v))
+            a = F.scaled_dot_product_attention(q, k, v)  # scale 1 / sqrt(c), as the original
+            a = a.transpose(1, 2).reshape(b, c, hh, ww)
+        else:
+            w = torch.einsum("bchw,bcij->bhwij", q, k) * (int(c) ** (-0.5))
+            w = F.softmax(w.reshape(b, hh, ww, hh * ww), dim=-1).reshape(b, hh, ww, hh, ww)
+            a = torch.einsum("bhwij,bcij->bchw", w, v)
+        h = self.NIN_3(a)
         return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
 
 
@@ -197,7 +240,7 @@ class Downsample(_Resample):
         return self.Conv2d_0(x) if self.with_conv else downsample_2d(x, self.fir_kernel)
 
 
-class ResnetBlockDDPMpp(nn.Module):
+class ResnetBlockDDPMpp(NormAct):
     def __init__(self, act: nn.Module, in_ch: int, out_ch: int | None = None, temb_dim: int | None = None,
                  conv_shortcut: bool = False, dropout: float = 0.1, skip_rescale: bool = False):
         super().__init__()
@@ -217,16 +260,15 @@ class ResnetBlockDDPMpp(nn.Module):
         self.skip_rescale, self.act, self.out_ch, self.conv_shortcut = skip_rescale, act, out_ch, conv_shortcut
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.Conv_0(self.act(self.GroupNorm_0(x)))
-        if temb is not None:
-            h = h + self.Dense_0(self.act(temb))[:, :, None, None]
-        h = self.Conv_1(self.Dropout_0(self.act(self.GroupNorm_1(h))))
+        h = self.Conv_0(self.norm_act(self.GroupNorm_0, x))
+        e = self.Dense_0(self.act(temb)) if temb is not None else None
+        h = self.Conv_1(self.Dropout_0(self.norm_act(self.GroupNorm_1, h, e)))
         if x.shape[1] != self.out_ch:
             x = self.Conv_2(x) if self.conv_shortcut else self.NIN_0(x)
         return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
 
 
-class ResnetBlockBigGANpp(nn.Module):
+class ResnetBlockBigGANpp(NormAct):
     def __init__(self, act: nn.Module, in_ch: int, out_ch: int | None = None, temb_dim: int | None = None,
                  up: bool = False, down: bool = False, dropout: float = 0.1, fir: bool = False,
                  fir_kernel=(1, 3, 3, 1), skip_rescale: bool = True):
@@ -258,12 +300,11 @@ class ResnetBlockBigGANpp(nn.Module):
         return t
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
-        h = self._resample(self.act(self.GroupNorm_0(x)))
+        h = self._resample(self.norm_act(self.GroupNorm_0, x))
         x = self._resample(x)
         h = self.Conv_0(h)
-        if temb is not None:
-            h = h + self.Dense_0(self.act(temb))[:, :, None, None]
-        h = self.Conv_1(self.Dropout_0(self.act(self.GroupNorm_1(h))))
+        e = self.Dense_0(self.act(temb)) if temb is not None else None
+        h = self.Conv_1(self.Dropout_0(self.norm_act(self.GroupNorm_1, h, e)))
         if self.in_ch != self.out_ch or self.up or self.down:
             x = self.Conv_2(x)
         return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h

@@ -125,8 +125,8 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
             return sample_as_score_sde(model, n, name, seed=seed, batch_size=batch_size, x_init=x_init, **opts)
         return _sample_ncsnpp(model, n, sampler, seed=seed, batch_size=batch_size, n_steps_each=n_steps_each,
                               step_lr=step_lr, denoise=denoise, device=device, progress=progress, method=method,
-                              first_index=first_index, backend=backend, graph=graph, x_init=x_init,
-                              **sampler_options)
+                              rng=rng, first_index=first_index, dtype=dtype, channels_last=channels_last,
+                              backend=backend, graph=graph, x_init=x_init, **sampler_options)
     if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
         if not callable(model):
             raise TypeError(f"model must be a score network or a callable fn(x, sigma), got {type(model).__name__}")
@@ -196,17 +196,41 @@ def sample(model: torch.nn.Module, config: Config | None = None, n: int = 64, *,
     return torch.cat(outs)
 
 
-def _sample_ncsnpp(model, n, sampler, **kw):
-    """sample() for NCSN++: the score-SDE predictor-corrector by default (its config's snr), any sampler."""
-    from .denoiser import Denoiser
-    from .functions import sample_function
-    cfg = model.config
+def _sample_ncsnpp(model, n, sampler, *, seed, batch_size, n_steps_each, step_lr, denoise, device, progress, method,
+                   rng, first_index, dtype, channels_last, backend, graph, x_init, **sampler_options):
+    """sample() for NCSN++: the score-SDE predictor-corrector by default (its config's snr), any sampler but ald;
+    dtype 'auto' is float32 (bfloat16 / float16 on request)."""
+    from ..ncsnpp_checkpoints import ScoreSdeConfig
+    from .runner import sample_planned
+    cfg = ScoreSdeConfig(model.config)
+    if n_steps_each is not None:
+        raise ValueError("n_steps_each sets annealed Langevin (ald); the NCSN++ samplers take steps=")
     if sampler is None:
         sampler = "pc"
-        kw.setdefault("snr", cfg.get("sampling", {}).get("snr", 0.16))
-    kw["device"] = torch.device(kw["device"]) if kw.get("device") is not None else next(model.parameters()).device
-    shape = (cfg["data"]["num_channels"], cfg["data"]["image_size"], cfg["data"]["image_size"])
-    return sample_function(Denoiser.from_ncsnpp(model), n, sigmas=None, shape=shape, sampler=sampler, **kw)
+        sampler_options.setdefault("snr", getattr(cfg.sampling, "snr", None) or 0.16)
+    settings = sampler if isinstance(sampler, SamplerSettings) else SamplerSettings(sampler, **sampler_options)
+    if isinstance(sampler, SamplerSettings) and sampler_options:
+        settings = dataclasses.replace(settings, **sampler_options)
+    if settings.name == "ald":
+        raise ValueError("annealed Langevin (ald) needs an NCSN / NCSNv2 config; an NCSN++ samples with pc (its "
+                         "default) or any other sampler")
+    settings = dataclasses.replace(settings, **{k: v for k, v in (("step_lr", step_lr), ("denoise", denoise))
+                                                if v is not None})
+    if method not in ("fast", "reference"):
+        raise ValueError(f"method must be 'fast' or 'reference', got {method!r}")
+    if x_init is not None and tuple(x_init.shape) != (n, *cfg.image_shape):
+        raise ValueError(f"x_init must have shape {(n, *cfg.image_shape)}, got {tuple(x_init.shape)}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if dtype == "auto":
+        dtype = torch.float32
+    else:
+        dtype, _, warning = resolve_dtype(dtype, device)
+        if warning and method == "fast":
+            warnings.warn(warning, SlowDtypeWarning, stacklevel=3)
+    return sample_planned(model, cfg, settings, n, seed=seed, batch_size=min(n, batch_size or n), device=device,
+                          progress=progress, method=method, rng=rng or ("philox" if method == "fast" else "torch"),
+                          first_index=first_index, dtype=dtype, channels_last=channels_last, backend=backend,
+                          graph=graph, x_init=x_init)
 
 
 def _fast_runner(model, config, device, dtype, channels_last, backend, graph, n_steps_each, step_lr, denoise, seed,

@@ -113,19 +113,28 @@ class Denoiser:
                    centre=centre, name=f"{cfg.arch} ({'NCSN v1' if conditional else 'NCSNv2'})")
 
     @classmethod
-    def from_ncsnpp(cls, model: torch.nn.Module) -> Denoiser:
+    def from_ncsnpp(cls, model: torch.nn.Module, dtype: torch.dtype | None = None,
+                    channels_last: bool = False) -> Denoiser:
         """The view of an NCSN++ of the score-SDE code: continuous (its Gaussian Fourier embedding takes sigma)
-        or ladder-only (its positional embedding takes the level index into its `sigmas`)."""
+        or ladder-only (its positional embedding takes the level index into its `sigmas`). dtype /
+        channels_last: how x is handed to the network (the fast path's copy of it)."""
         cfg = model.config
         if not cfg["model"].get("scale_by_sigma", False):
             raise ValueError("NCSN++ without scale_by_sigma (not a VE score network) is not supported")
         continuous = model.embedding_type == "fourier"
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
 
         def net(x, sigma, level):
-            return model(x, sigma if continuous else level)
+            return model(x.to(dtype=dtype or x.dtype, memory_format=fmt), sigma if continuous else level)
         name = f"NCSN++ ({'continuous' if continuous else 'discrete'}, {cfg['data'].get('dataset', '?')})"
         return cls(net, model.sigmas.detach().double().cpu(), continuous=continuous, inv_sigma=False,
                    centre=0.0 if cfg["data"].get("centered") else 0.5, name=name)
+
+    @classmethod
+    def of(cls, model: torch.nn.Module, dtype: torch.dtype | None = None, channels_last: bool = False) -> Denoiser:
+        """from_ncsnpp or from_model, whichever family `model` is."""
+        from ..models import is_ncsnpp
+        return (cls.from_ncsnpp if is_ncsnpp(model) else cls.from_model)(model, dtype, channels_last)
 
     @classmethod
     def from_function(cls, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigma_min: float,

@@ -8,14 +8,12 @@ the reference differ only by float rounding. x_init replaces x_T (to compare wit
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from collections.abc import Callable
 
 import torch
 
-from ..models import is_ncsnpp
 from ..ops.philox import philox_noise, philox_normal_ref
 from .denoiser import Denoiser
 from .langevin import NoiseSampler
@@ -62,14 +60,10 @@ class ProgramSampler:
             if shape is None or device is None:
                 raise ValueError("a score function needs the shape of one sample and the device")
             self.device, self.denoiser, self._model, self.foreign = torch.device(device), model, None, True
-        elif is_ncsnpp(model):  # float32 (its float64 sigma buffer must stay exact), NCHW
-            self.device = torch.device(device) if device is not None else next(model.parameters()).device
-            self._model = copy.deepcopy(model).to(self.device).eval()
-            self.denoiser, self.foreign = Denoiser.from_ncsnpp(self._model), False
         else:
             self.device = torch.device(device) if device is not None else next(model.parameters()).device
             self._model = fast_copy(model, self.device, dtype, channels_last, backend, compile_mode)
-            self.denoiser, self.foreign = Denoiser.from_model(self._model, dtype, channels_last), False
+            self.denoiser, self.foreign = Denoiser.of(self._model, dtype, channels_last), False
         self.shape = tuple(shape) if shape is not None else config.image_shape
         self.plan = plan(settings, self.denoiser, config)
         self.evals = self.plan.evals  # per sample (None: adaptive)
@@ -138,7 +132,7 @@ def sample_planned(model: torch.nn.Module, config, settings: SamplerSettings, n:
     shape = config.image_shape
     fast = ProgramSampler(model, config, settings, seed=seed, device=device, dtype=dtype, channels_last=channels_last,
                           backend=backend, graph=graph) if method == "fast" else None
-    denoiser = fast.denoiser if fast is not None else Denoiser.from_model(model)
+    denoiser = fast.denoiser if fast is not None else Denoiser.of(model)
     plan_ = fast.plan if fast is not None else plan(settings, denoiser, config)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     n_batches = math.ceil(n / batch_size)

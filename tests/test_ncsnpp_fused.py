@@ -1,0 +1,69 @@
+"""NCSN++ with its fused ops (group_norm_act, attention through scaled_dot_product_attention, 1x1 convolutions,
+FIR resampling as strided convolutions): the three fixture networks give the original's outputs on every CPU
+backend, in both layouts, and in bfloat16 within its precision."""
+
+import copy
+
+import pytest
+import torch
+from conftest import FIXTURES, skip_unless_backend
+
+from ncsn_fast.models import set_backend
+from ncsn_fast.models.ncsnpp_layers import fir_kernel, upfirdn2d
+from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp
+
+NPP = FIXTURES / "ncsnpp"
+VARIANTS = ["ncsnpp_cifar10_cont_nf8", "ncsnpp_cifar10_discrete_nf8", "ncsnpp_church_nf8_img64"]
+
+
+def _case(variant):
+    model, _, _ = load_ncsnpp(NPP / f"{variant}_checkpoint.pth", NPP / f"{variant}_config.json")
+    io = torch.load(NPP / f"{variant}_model_io.pt", weights_only=True)
+    want = io["float64_output"]["out_with_float32_sigmas_buffer"] if "discrete" in variant else io["out"]
+    return model, io["x"], io["labels"], want
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_fused_network_gives_the_original_outputs(variant, backend, channels_last):
+    skip_unless_backend(backend)
+    model, x, labels, want = _case(variant)
+    fused = set_backend(copy.deepcopy(model), backend)
+    if channels_last:
+        fused, x = fused.to(memory_format=torch.channels_last), x.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = fused(x, labels)
+    assert (out - want).abs().max() <= 1e-5 * want.abs().max()  # the tolerance of the unfused loads
+    with torch.enable_grad():  # under autograd the modules run PyTorch's code, as the original
+        assert torch.equal(fused(x, labels).detach(), model(x, labels).detach().contiguous(
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format)) or channels_last
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_fused_bfloat16_within_its_precision(variant):
+    """bf16 weights and activations (8 bits of mantissa) through ~20 layers: a few percent of the output's scale,
+    the same as PyTorch's own ops in bf16."""
+    from ncsn_fast.sampling.prepare import fast_copy
+    model, x, labels, want = _case(variant)
+    fused = fast_copy(model, "cpu", torch.bfloat16, channels_last=True, backend="cpu")
+    plain = fast_copy(model, "cpu", torch.bfloat16, channels_last=False, backend="torch")
+    assert fused.sigmas.dtype == torch.float64 and all(p.dtype == torch.bfloat16 for n, p in
+                                                       fused.named_parameters() if not n.endswith(".W"))
+    with torch.no_grad():
+        out = fused(x.to(torch.bfloat16).to(memory_format=torch.channels_last), labels).float()
+        base = plain(x.to(torch.bfloat16), labels).float()
+    err, base_err = (out - want).abs().max(), (base - want).abs().max()
+    assert base_err <= 0.05 * want.abs().max()  # the Fourier W kept in float32: rounded to bf16, 0.28
+    assert err <= 2 * base_err
+
+
+@pytest.mark.parametrize("k", [(1, 3, 3, 1), (1, 2, 5, 1)], ids=["published", "asymmetric"])
+def test_fir_resampling_as_convolutions_equals_upfirdn2d(k):
+    from ncsn_fast.models.ncsnpp_layers import downsample_2d, upsample_2d
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    p = len(k) - 2
+    up = upfirdn2d(x, fir_kernel(k, 4).double(), up=2, pad=((p + 1) // 2 + 1, p // 2))
+    down = upfirdn2d(x, fir_kernel(k).double(), down=2, pad=((p + 1) // 2, p // 2))
+    torch.testing.assert_close(upsample_2d(x, k), up, rtol=0, atol=1e-14)
+    torch.testing.assert_close(downsample_2d(x, k), down, rtol=0, atol=1e-14)
