@@ -11,6 +11,9 @@ was changed in it) still runs:
 - residual blocks and conditional RCU blocks whose forward is the original's (norm -> act -> conv pairs)
   run the pair as one fused norm + ELU; the MSF blocks keep their sum in the inputs' dtype and memory format
   (the original's float32 NCHW zeros would undo a bfloat16 or channels_last forward).
+An NCSN++ of the score-SDE code (its NCSNpp class, VE) is instead rebuilt as ours from its own config and
+state_dict (the same names in the same order: the fixtures check this layout for every published config), so
+its group norms, SiLUs, attention and resampling run fused too.
 Modules it does not know are kept as they are and listed (`report=True`, or a warning), never dropped. The
 result wraps the network as one of ours: model(x, y) is its output, model(x, y, raw=True) NCSNv2's output
 before the division by sigma, and `config` our Config (from the network's own config), so that
@@ -206,10 +209,13 @@ def _config_of(net: nn.Module, family: str) -> Config:
 
 
 def accelerate(module: nn.Module, *, report: bool = False, backend: str = "auto", inplace: bool = False):
-    """A copy of `module` (an original NCSN / NCSNv2 network) with fused parts, wrapped as one of ours; with
-    report=True also the Report of what was fused and what was kept. ValueError if it is not such a network."""
+    """A copy of `module` (an original NCSN / NCSNv2 network) with fused parts, wrapped as one of ours, or an
+    NCSN++ of the score-SDE code rebuilt as ours; with report=True also the Report of what was fused and what
+    was kept. ValueError if it is not such a network."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"accelerate takes an nn.Module, got {type(module).__name__}")
+    if type(module).__name__ == "NCSNpp" and hasattr(module, "all_modules"):
+        return _ncsnpp_of(module, report, backend)
     family = TOP.get(type(module).__name__)
     if family is None:
         family = next((TOP[type(m).__name__] for m in module.modules() if type(m).__name__ in TOP), None)
@@ -241,3 +247,25 @@ def accelerate(module: nn.Module, *, report: bool = False, backend: str = "auto"
         warnings.warn("accelerate kept these modules as they are (not recognised): " +
                       ", ".join(f"{n} ({c})" for n, c in rep.kept), stacklevel=2)
     return (out, rep) if report else out
+
+
+def _ncsnpp_of(module: nn.Module, report: bool, backend: str):
+    """Our NCSNpp from a score-SDE NCSNpp: its config (an ml_collections ConfigDict or nested dicts / namespaces)
+    and its state_dict, loaded strictly; on the module's device, in eval mode."""
+    from .models.ncsnpp import NCSNpp
+    raw = getattr(module, "config", None)
+    raw = raw.to_dict() if hasattr(raw, "to_dict") else _as_dict(raw)
+    if not isinstance(raw, dict) or "model" not in raw or "data" not in raw:
+        raise ValueError("an NCSN++ needs its `config` with data and model sections (the score-SDE class keeps the "
+                         "config it was built from)")
+    state = module.state_dict()
+    with torch.device("meta"):
+        ours = NCSNpp(raw)
+    try:
+        ours.load_state_dict(state, strict=True, assign=True)
+    except RuntimeError as e:
+        raise ValueError(f"this NCSN++ does not match the layout its config gives: {str(e).splitlines()[0]}") from None
+    ours = copy.deepcopy(ours).eval()  # its own tensors: the module's stay the module's
+    set_backend(ours, backend)
+    rep = Report(pairs=[f"{type(m).__name__} {n}" for n, m in ours.named_modules() if hasattr(m, "norm_act")])
+    return (ours, rep) if report else ours

@@ -309,6 +309,9 @@ SAMPLER_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "
                    ("images_per_s", "images/s (full run)", ".3g"),
                    ("speedup", "vs eager", ".2f"), ("first_call_s", "first call s", ".1f"),
                    ("peak_mem_gb", "peak GB", ".2f")]
+NCSNPP_SAMPLER_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "variant", ""),
+                          ("ms_per_step", "ms / evaluation", ".2f"), ("evals", "evaluations timed", ""),
+                          ("images_per_s", "images/s (2,000-evaluation run)", ".3g"), ("speedup", "vs eager", ".2f")]
 FORWARD_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "variant", ""),
                    ("ms", "ms / forward", ".2f"), ("images_per_s", "images/s", ".1f"),
                    ("speedup", "vs eager", ".2f"), ("first_call_s", "first call s", ".1f")]
@@ -335,6 +338,13 @@ def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir
         md += ["## Network forward", "", markdown_table(sections["forward"], FORWARD_COLUMNS), ""]
     if sections.get("sampler"):
         md += ["## Annealed Langevin sampler", "", markdown_table(sections["sampler"], SAMPLER_COLUMNS), ""]
+    if sections.get("ncsnpp_ops"):
+        md += ["## NCSN++ fused ops", "", markdown_table(sections["ncsnpp_ops"], OPS_COLUMNS), ""]
+    if sections.get("ncsnpp_forward"):
+        md += ["## NCSN++ forward", "", markdown_table(sections["ncsnpp_forward"], FORWARD_COLUMNS), ""]
+    if sections.get("ncsnpp_sampler"):
+        md += ["## NCSN++ predictor-corrector sampler", "",
+               markdown_table(sections["ncsnpp_sampler"], NCSNPP_SAMPLER_COLUMNS), ""]
     atomic_write_bytes(stem.with_suffix(".md"), "\n".join(md).encode())
     return stem.with_suffix(".json"), stem.with_suffix(".md")
 
@@ -361,4 +371,10 @@ def run(suite: str = "all", device: str = "cpu", out_dir: str | Path = "benchmar
         from .bench_sampler import bench_sampler
         bench_sampler(dev, quick, compile_modes, models, batches, rows=sections.setdefault("sampler", []),
                       flush=flush, samplers=samplers, variants=variants)
+    if suite == "ncsnpp":
+        from .bench_ncsnpp import bench_group_norm_act, bench_ncsnpp
+        sections["ncsnpp_ops"] = bench_group_norm_act(dev, quick)
+        flush()
+        bench_ncsnpp(dev, quick, compile_modes, rows=sections.setdefault("ncsnpp_forward", []),
+                     sampler_rows=sections.setdefault("ncsnpp_sampler", []), flush=flush)
     return flush()

@@ -11,6 +11,9 @@
 #   samplers  the other samplers' whole runs (heun, dpmpp-2m) on our fast path against the original algorithm,
 #             CIFAR-10 batches 1/16/128
 #   forward   one NCSNv2 forward: eager, fused ops, channels_last, torch.compile; the per-op profile
+#   ncsnpp    NCSN++ (cifar10_ncsnpp_continuous size, batches 16/128): group_norm_act against eager, the
+#             forward (eager, ours, bf16, torch.compile) and the predictor-corrector sampler (the score-SDE
+#             code's loop, eager and compiled, against ours in CUDA graphs); the NCSN++ GPU tests
 #   large     the sampler at the largest power-of-two batch that fits (CIFAR-10)
 #   celeba    the sampler on the CelebA 64 config, batches 1/16/128
 #   modes     the sampler at batches 1 and 16 with torch.compile's reduce-overhead mode (its own CUDA graphs)
@@ -25,8 +28,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 [ $# -eq 0 ] && set -- test
 for arg in "$@"; do
-  case "${arg%%:*}" in test|sampler|samplers|forward|large|celeba|modes|autotune|all) ;;
-    *) echo "unknown stage '${arg%%:*}' (test | sampler | samplers | forward | large | celeba | modes | autotune | all)"
+  case "${arg%%:*}" in test|sampler|samplers|forward|ncsnpp|large|celeba|modes|autotune|all) ;;
+    *) echo "unknown stage '${arg%%:*}' (test | sampler | samplers | forward | ncsnpp | large | celeba | modes |"\
+            "autotune | all)"
        exit 2 ;;
   esac
   case "$arg" in *:*) [[ "${arg#*:}" =~ ^[0-9]+$ ]] || { echo "bad seconds in '$arg'"; exit 2; } ;; esac
@@ -82,6 +86,9 @@ run_stage() {
     sampler) bench sampler --models cifar10 --compile default ;;
     forward) bench forward --compile default
              timed "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128; copy_out ;;
+    ncsnpp) timed "$PY" -m pytest -q -rfE --tb=short -m gpu tests/test_gpu.py -k "group_norm or ncsnpp" \
+              -p no:cacheprovider
+            bench ncsnpp --compile default ;;
     large) bench sampler --models cifar10 --batches max --compile default ;;
     celeba) bench sampler --models celeba --compile default ;;
     modes) bench sampler --models cifar10 --batches 1,16 --compile reduce-overhead ;;
@@ -93,7 +100,7 @@ for arg in "$@"; do
   if [ "$first" = 0 ]; then START=$(date +%s); BUDGET=$(budget_of "$arg"); fi
   first=0
   if [ "${arg%%:*}" = all ]; then
-    for s in test sampler samplers forward large celeba modes autotune; do echo "== stage $s"; run_stage "$s"; done
+    for s in test sampler samplers forward ncsnpp large celeba modes autotune; do echo "== stage $s"; run_stage "$s"; done
   else
     echo "== stage ${arg%%:*} ($(left) s)"; run_stage "${arg%%:*}"
   fi

@@ -97,3 +97,53 @@ def test_not_a_score_network():
         accelerate(torch.nn.Sequential(original("ncsnv2_cifar10_ngf8")))
     with pytest.raises(TypeError):
         accelerate("model")
+
+
+class _ConfigDict(dict):
+    """ml_collections' ConfigDict as the score-SDE code keeps it on its network: to_dict() gives plain dicts."""
+
+    def to_dict(self):
+        return dict(self)
+
+
+def _score_sde_ncsnpp(variant):
+    """A stand-in for the score-SDE code's NCSNpp: a class of that name holding `config`, the `sigmas` buffer and
+    `all_modules` in the original layout (the checkpoint's EMA weights), and its own forward."""
+    from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp
+    npp = fixture_path("ncsnpp")
+    ours, cfg, _ = load_ncsnpp(npp / f"{variant}_checkpoint.pth", npp / f"{variant}_config.json")
+
+    class NCSNpp(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = _ConfigDict(cfg)
+            self.register_buffer("sigmas", ours.sigmas.clone())
+            self.all_modules = ours.all_modules
+
+        def forward(self, x, labels):
+            return ours(x, labels)
+    return NCSNpp().eval()
+
+
+@pytest.mark.parametrize("variant", ["ncsnpp_cifar10_cont_nf8", "ncsnpp_church_nf8_img64"])
+def test_score_sde_ncsnpp_rebuilt_as_ours(variant):
+    """accelerate() of an NCSN++ in memory: ours, fused, the original's outputs; ncsn_fast.sample takes it."""
+    import copy
+
+    from ncsn_fast.models import is_ncsnpp, set_backend
+    net = _score_sde_ncsnpp(variant)
+    fast, rep = accelerate(net, report=True, backend="cpu")
+    assert is_ncsnpp(fast) and fast.all_modules[1].weight is not net.all_modules[1].weight
+    assert len(rep.pairs) > 5 and not rep.kept
+    io = torch.load(fixture_path("ncsnpp") / f"{variant}_model_io.pt", weights_only=True)
+    with torch.no_grad():
+        out = fast(io["x"], io["labels"])
+        assert (out - io["out"]).abs().max() <= 1e-5 * io["out"].abs().max()
+        unfused = set_backend(copy.deepcopy(fast), "torch")  # the same weights, exactly
+        assert torch.equal(net(io["x"], io["labels"]), unfused(io["x"], io["labels"]))
+    x = ncsn_fast.sample(fast, n=2, sampler="heun", steps=3, progress=False)
+    assert x.shape == (2, *io["x"].shape[1:]) and torch.isfinite(x).all()
+    net.config = _ConfigDict({k: v for k, v in net.config.items() if k != "model"})
+    with pytest.raises(ValueError, match="needs its `config`"):
+        accelerate(net)
+

@@ -284,3 +284,49 @@ def test_other_samplers_on_gpu_match_cpu_reference_and_batch(name):
     assert torch.isfinite(fast).all() and (fast - ref).abs().max() <= 1e-4 * ref.abs().max()
     other = sample(gpu_model, cfg, 6, sampler=name, steps=4, seed=3, batch_size=4, progress=False)
     assert torch.equal(fast, other)
+
+
+NCSNPP = ["ncsnpp_cifar10_cont_nf8", "ncsnpp_cifar10_discrete_nf8", "ncsnpp_church_nf8_img64"]
+
+
+def _ncsnpp(variant):
+    from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp
+    npp = fixture_path("ncsnpp")
+    model, _, _ = load_ncsnpp(npp / f"{variant}_checkpoint.pth", npp / f"{variant}_config.json")
+    io = torch.load(npp / f"{variant}_model_io.pt", weights_only=True)
+    want = io["float64_output"]["out_with_float32_sigmas_buffer"] if "discrete" in variant else io["out"]
+    return model, io, want
+
+
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+@pytest.mark.parametrize("variant", NCSNPP)
+def test_ncsnpp_fused_on_gpu_gives_the_original_outputs(variant, backend):
+    """The NCSN++ fast copy on the GPU (group_norm_act, SDPA attention, channels_last) against the original's
+    outputs (TF32 off: float32 convolutions)."""
+    from ncsn_fast.sampling.prepare import fast_copy
+    skip_unless_backend(backend, DEV)
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model, io, want = _ncsnpp(variant)
+    fast = fast_copy(model, DEV, torch.float32, True, backend)
+    with torch.no_grad():
+        out = fast(io["x"].to(DEV).to(memory_format=torch.channels_last), io["labels"].to(DEV)).cpu()
+    assert (out - want).abs().max() <= 1e-5 * want.abs().max()
+
+
+@pytest.mark.parametrize("name", ["pc", "heun"])
+def test_ncsnpp_sampling_on_gpu_matches_cpu_and_batch(name):
+    """NCSN++ through the graphed table on the GPU: the CPU reference's samples, whatever the batch; the
+    score-SDE code's own pc_sampler runs there too."""
+    from ncsn_fast.sampling import sample
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    model, _, _ = _ncsnpp("ncsnpp_cifar10_cont_nf8")
+    ref = sample(model, n=6, sampler=name, steps=4, seed=3, progress=False, method="reference", rng="philox")
+    gpu_model = model.to(DEV)
+    fast = sample(gpu_model, n=6, sampler=name, steps=4, seed=3, batch_size=6, progress=False, device=DEV)
+    assert torch.isfinite(fast).all() and (fast - ref).abs().max() <= 1e-4 * ref.abs().max()
+    assert torch.equal(fast, sample(gpu_model, n=6, sampler=name, steps=4, seed=3, batch_size=4, progress=False,
+                                    device=DEV))
+    x = sample(gpu_model, n=2, seed=1, method="reference", rng="torch", sampler="pc", steps=3, progress=False)
+    assert torch.isfinite(x).all() and x.shape == (2, 3, 32, 32)

@@ -12,9 +12,10 @@ def add_parser(sub) -> None:
     p = sub.add_parser("bench", help="time the fused ops, the network forward and the sampler against eager PyTorch "
                                       "and torch.compile; or measure every sampler's quality against its "
                                       "evaluations (quality); writes JSON + markdown")
-    p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all", "quality"], default="all",
-                   help="all = ops, forward, sampler; quality (not in all: ~40 min on 2 CPU cores) = every sampler "
-                   "on the exact-score and the digits-network beds, with a plot")
+    p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all", "ncsnpp", "quality"],
+                   default="all", help="all = ops, forward, sampler (NCSNv2); ncsnpp = NCSN++ forward and "
+                   "predictor-corrector sampler at cifar10_ncsnpp_continuous size; quality (not in all: ~40 min on "
+                   "2 CPU cores) = every sampler on the exact-score and the digits-network beds, with a plot")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="benchmarks/results", help="results folder (default benchmarks/results)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")

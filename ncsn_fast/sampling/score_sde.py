@@ -31,8 +31,9 @@ class VESDE:
     def discretize_g(self, t: torch.Tensor) -> torch.Tensor:
         """G of the reverse-diffusion step at t: sqrt(sigma_k^2 - sigma_(k-1)^2), k = long(t (N - 1) / T)."""
         k = (t * (self.N - 1) / self.T).long()
-        sigma = self.discrete_sigmas[k]
-        adjacent = torch.where(k == 0, torch.zeros_like(t), self.discrete_sigmas[(k - 1).clamp_min(0)])
+        sigmas = self.discrete_sigmas.to(t.device)
+        sigma = sigmas[k]
+        adjacent = torch.where(k == 0, torch.zeros_like(t), sigmas[(k - 1).clamp_min(0)])
         return torch.sqrt(sigma ** 2 - adjacent ** 2)
 
 
@@ -61,10 +62,10 @@ def pc_sampler(model: Callable, shape: tuple[int, ...], sde: VESDE, *, snr: floa
         return torch.randn(like.shape, generator=generator, dtype=like.dtype).to(like.device)
     if x is None:
         x = torch.randn(shape, generator=generator) * sde.sigma_max
-    timesteps = torch.linspace(sde.T, eps, sde.N)
+    timesteps = torch.linspace(sde.T, eps, sde.N, device=x.device)
     x_mean = x
     for i in range(sde.N):
-        vec_t = torch.ones(shape[0]) * timesteps[i]
+        vec_t = torch.ones(shape[0], device=x.device) * timesteps[i]
         if corrector == "langevin":
             for _ in range(n_steps_each):
                 grad = score(x, vec_t)

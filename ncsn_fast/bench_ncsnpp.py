@@ -1,0 +1,172 @@
+"""NCSN++ rows of `ncsn-fast bench ncsnpp`: the network forward and the predictor-corrector sampler at the size of
+the published cifar10_ncsnpp_continuous (62.7M parameters; random weights are enough for timing), eager PyTorch
+as the score-SDE code runs it against torch.compile and our fast path.
+
+Forward: eager (NCHW, float32), eager channels_last, ours (fused group_norm_act with the embedding add and SiLU,
+attention through scaled_dot_product_attention, channels_last), ours in bfloat16, and with --compile
+torch.compile of the eager network and of ours. Sampler: milliseconds per network evaluation of the score-SDE
+code's own predictor-corrector loop (score_sde.pc_sampler: eager, batch-mean corrector steps) against ours (the
+pc table on the fast network, per-sample steps, CUDA graphs on a GPU); a run of the published sampler costs
+2,000 evaluations per image (N = 1000 levels, one corrector step each).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+import torch
+
+from .bench import copy_bandwidth, time_fn, time_graphed
+
+
+def _eager_gn_silu(x, w, b, e, groups):
+    return torch.nn.functional.silu(torch.nn.functional.group_norm(x + e[:, :, None, None], groups, w, b, 1e-6))
+
+
+def bench_group_norm_act(device: torch.device, quick: bool = False) -> list[dict]:
+    """group_norm_act (embedding add + GroupNorm + SiLU, NCSN++'s second norm of a block) against the three
+    eager PyTorch ops it replaces; on a GPU also inside CUDA graphs (device time alone)."""
+    from .bench import _backends_here
+    from .ops import group_norm_act
+
+    gpu = device.type == "cuda"
+    repeat = 5 if quick else (50 if gpu else 15)
+    copy_gbs = copy_bandwidth(device, (256 if gpu else 64) << 20 if not quick else 8 << 20)
+    rows = [{"op": "copy (x.copy_)", "shape": "-", "backend": "torch", "gbs": copy_gbs}]
+    shapes = [(2, 16, 8, 8)] if quick else ([(128, 128, 32, 32), (128, 256, 16, 16), (16, 256, 64, 64)] if gpu
+                                            else [(8, 128, 32, 32), (8, 256, 16, 16)])
+    for shape in shapes:
+        for layout in ("nchw", "nhwc"):
+            x = torch.randn(shape, device=device) + 0.5
+            if layout == "nhwc":
+                x = x.to(memory_format=torch.channels_last)
+            c = shape[1]
+            w, b, e = torch.rand(c, device=device) + 0.5, torch.randn(c, device=device), torch.randn(shape[:2],
+                                                                                                   device=device)
+            nbytes, tag, groups = 2 * x.numel() * 4, f"{shape} {layout}", min(c // 4, 32)
+            timers = [("", partial(time_fn, device=device, repeat=repeat))]
+            if gpu and not quick:
+                timers.append((", in a CUDA graph", partial(time_graphed, device=device)))
+            for suffix, timer in timers:
+                t_ref = timer(partial(_eager_gn_silu, x, w, b, e, groups))
+                rows.append({"op": "add+group_norm+silu", "shape": tag, "backend": "eager torch" + suffix,
+                             "ms": t_ref["ms"], "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
+                for be in _backends_here(device):
+                    t = timer(partial(group_norm_act, x, w, b, groups, 1e-6, e, True, backend=be))
+                    rows.append({"op": "add+group_norm+silu", "shape": tag, "backend": be + suffix, "ms": t["ms"],
+                                 "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+    for r in rows:
+        r["pct_copy_bw"] = 100 * r["gbs"] / copy_gbs
+    return rows
+
+
+def ncsnpp_model(quick: bool, device: torch.device, name: str = "cifar10_ncsnpp_continuous"):
+    """(random-weight NCSN++ of a published config, its config, a label); quick: nf 16, one block per level."""
+    import copy
+
+    from .models.ncsnpp import NCSNpp
+    from .ncsnpp_checkpoints import published_configs
+    cfg = copy.deepcopy(published_configs()[name])
+    if quick:
+        cfg["model"].update(nf=16, num_res_blocks=1)
+    torch.manual_seed(0)
+    model = NCSNpp(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.normal_(0, 0.02)  # the original initialises several layers to zero: timing needs no zeros
+    m = cfg["model"]
+    label = f"NCSN++ {name}" + (f" (nf {m['nf']}, {m['num_res_blocks']} blocks)" if quick else "")
+    return model.to(device).eval(), cfg, label
+
+
+def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = (),
+                 rows: list[dict] | None = None, sampler_rows: list[dict] | None = None,
+                 flush: Callable[[], None] = lambda: None) -> tuple[list[dict], list[dict]]:
+    from .sampling.prepare import fast_copy
+
+    gpu = device.type == "cuda"
+    rows = [] if rows is None else rows
+    sampler_rows = [] if sampler_rows is None else sampler_rows
+    model, cfg, label = ncsnpp_model(quick, device)
+    size = cfg["data"]["image_size"]
+    batches = [2] if quick else ([16, 128] if gpu else [8])
+    repeat = 2 if quick else (20 if gpu else 3)
+    for batch in batches:
+        x = torch.rand(batch, 3, size, size, device=device)
+        sigma = torch.full((batch,), 5.0, device=device)
+        base = None
+        variants = [("eager (PyTorch ops, as the score-SDE code)", "torch", False, torch.float32),
+                    ("eager channels_last", "torch", True, torch.float32),
+                    ("ours: fused ops + channels_last", "auto", True, torch.float32),
+                    ("ours: fused ops + channels_last, bf16", "auto", True, torch.bfloat16)]
+        for name, backend, cl, dtype in variants:
+            m = fast_copy(model, device, dtype, cl, backend)
+            xin = x.to(dtype=dtype, memory_format=torch.channels_last if cl else torch.contiguous_format)
+            with torch.no_grad():
+                t = time_fn(partial(m, xin, sigma), device, warmup=1, repeat=repeat)
+            base = base or t["ms"]
+            rows.append({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
+                         "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]})
+            flush()
+        for mode in compile_modes:
+            for name, backend, cl in ((f"torch.compile ({mode})", "torch", False),
+                                      (f"ours + torch.compile ({mode})", "auto", True)):
+                torch._dynamo.reset()
+                m = fast_copy(model, device, torch.float32, cl, backend, compile_mode=mode)
+                xin = x.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    m(xin, sigma)
+                if gpu:
+                    torch.cuda.synchronize(device)
+                first = time.perf_counter() - t0
+                with torch.no_grad():
+                    t = time_fn(partial(m, xin, sigma), device, warmup=1, repeat=repeat)
+                rows.append({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
+                             "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
+                             "first_call_s": first})
+                flush()
+        _sampler_rows(model, cfg, label, device, batch, 2 if quick else (10 if gpu else 2), repeat, sampler_rows,
+                      compile_modes)
+        flush()
+    return rows, sampler_rows
+
+
+def _sampler_rows(model, cfg, label, device, batch, levels, repeat, rows, compile_modes):
+    """ms per network evaluation over `levels` predictor-corrector levels (2 evaluations each), and what a run
+    of the published sampler (N = num_scales levels) would take per image at that rate."""
+    from .ncsnpp_checkpoints import ScoreSdeConfig
+    from .sampling import ProgramSampler, SamplerSettings
+    from .sampling.prepare import fast_copy
+    from .sampling.score_sde import VESDE, pc_sampler
+
+    m, size = cfg["model"], cfg["data"]["image_size"]
+    snr, published_evals = cfg["sampling"]["snr"], 2 * m["num_scales"]
+    shape = (batch, 3, size, size)
+
+    def reference(net):
+        sde = VESDE(m["sigma_min"], m["sigma_max"], levels)
+        return pc_sampler(net, shape, sde, snr=snr, denoise=False, continuous=True,
+                          generator=torch.Generator().manual_seed(0), x=torch.randn(shape, device=device))
+
+    runs = [("eager (score-SDE pc_sampler, as written)", partial(reference, model), 2 * levels)]
+    for mode in compile_modes:
+        torch._dynamo.reset()
+        runs.append((f"torch.compile ({mode}) in pc_sampler",
+                     partial(reference, fast_copy(model, device, torch.float32, False, "torch", mode)), 2 * levels))
+    fs = ProgramSampler(model, ScoreSdeConfig(cfg), SamplerSettings("pc", steps=levels, snr=snr, denoise=False),
+                        device=device)
+    ids = torch.arange(batch)
+    runs.append(("ours: pc table, fused update" + (", CUDA graphs" if fs.graph else ""), partial(fs, ids),
+                 fs.evals))
+    base = None
+    for name, fn, evals in runs:
+        with torch.no_grad():
+            t = time_fn(fn, device, warmup=1, repeat=repeat)
+        per_eval = t["ms"] / evals
+        base = base or per_eval
+        rows.append({"model": label, "batch": batch, "variant": name, "ms_per_step": per_eval, "evals": evals,
+                     "images_per_s": batch / (per_eval * published_evals * 1e-3), "speedup": base / per_eval})
