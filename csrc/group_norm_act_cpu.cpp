@@ -1,88 +1,57 @@
 // CPU loops (OpenMP) around csrc/group_norm_act.h, for NCHW and NHWC (channels_last) storage.
 //
-// Statistics per (sample, channel) in double with a pivot (the plane's first value), then combined per group
-// exactly: var_g = mean_c(var_c) + mean_c((mu_c - mu_g)^2), so nothing cancels in float.
+// Statistics per (sample, channel) in double (plane_stats_cpu.h), then combined per group exactly:
+// var_g = mean_c(var_c) + mean_c((mu_c - mu_g)^2), so nothing cancels in float.
 #include <cmath>
 #include <vector>
 
+#include "cpu_isa.h"
 #include "group_norm_act.h"
+#include "plane_stats_cpu.h"
 #include "ops_cpu.h"
 
 namespace ncsn {
 
+// One plane (NCHW: count contiguous values of one channel) or one pixel row (NHWC: `channels` values), SiLU or
+// not decided outside the loop; compiled per ISA (cpu_isa.h): the SiLU's polynomial is most of the work.
 template <typename T>
-static void channel_stats(const T* x, int64_t n, int64_t channels, int64_t hw, bool channels_last, double* mean,
-                          double* var) {
-  if (!channels_last) {
-#pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < n * channels; ++plane) {
-      const int64_t base = plane * hw;
-      const float pivot = load_as_float(x, base);
-      double s[8] = {0}, ss[8] = {0};
-      int64_t p = 0;
-      for (; p + 8 <= hw; p += 8)
-        for (int k = 0; k < 8; ++k) {
-          const double d = load_as_float(x, base + p + k) - pivot;
-          s[k] += d;
-          ss[k] += d * d;
-        }
-      for (; p < hw; ++p) {
-        const double d = load_as_float(x, base + p) - pivot;
-        s[0] += d;
-        ss[0] += d * d;
-      }
-      double sum = 0, sumsq = 0;
-      for (int k = 0; k < 8; ++k) {
-        sum += s[k];
-        sumsq += ss[k];
-      }
-      const double md = sum / static_cast<double>(hw);
-      const double v = sumsq / static_cast<double>(hw) - md * md;
-      mean[plane] = pivot + md;
-      var[plane] = v > 0 ? v : 0;
-    }
-  } else {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      std::vector<double> s(channels, 0.0), ss(channels, 0.0);
-      std::vector<float> pivot(channels);
-      const int64_t base = i * hw * channels;
-      for (int64_t c = 0; c < channels; ++c) pivot[c] = load_as_float(x, base + c);
-      for (int64_t p = 0; p < hw; ++p)
-        for (int64_t c = 0; c < channels; ++c) {  // independent per channel: vectorises across c
-          const double d = load_as_float(x, base + p * channels + c) - pivot[c];
-          s[c] += d;
-          ss[c] += d * d;
-        }
-      for (int64_t c = 0; c < channels; ++c) {
-        const double md = s[c] / static_cast<double>(hw);
-        const double v = ss[c] / static_cast<double>(hw) - md * md;
-        mean[i * channels + c] = pivot[c] + md;
-        var[i * channels + c] = v > 0 ? v : 0;
-      }
-    }
-  }
+inline void plane_body(const T* x, T* out, int64_t count, float m, float s, float b, bool apply_silu) {
+  if (apply_silu)
+    for (int64_t p = 0; p < count; ++p) store_from_float(out, p, group_norm_act_apply<true>(load_as_float(x, p), m, s, b));
+  else
+    for (int64_t p = 0; p < count; ++p) store_from_float(out, p, group_norm_act_apply<false>(load_as_float(x, p), m, s, b));
 }
 
-template <bool kSilu, typename T>
+template <typename T>
+inline void pixel_body(const T* x, T* out, int64_t channels, const float* m, const float* s, const float* b,
+                       bool apply_silu) {
+  if (apply_silu)
+    for (int64_t c = 0; c < channels; ++c)
+      store_from_float(out, c, group_norm_act_apply<true>(load_as_float(x, c), m[c], s[c], b[c]));
+  else
+    for (int64_t c = 0; c < channels; ++c)
+      store_from_float(out, c, group_norm_act_apply<false>(load_as_float(x, c), m[c], s[c], b[c]));
+}
+
+NCSN_CPU_VARIANTS(apply_plane, (const T* x, T* out, int64_t count, float m, float s, float b, bool silu),
+                  (x, out, count, m, s, b, silu), plane_body, template <typename T>)
+NCSN_CPU_VARIANTS(apply_pixel,
+                  (const T* x, T* out, int64_t channels, const float* m, const float* s, const float* b, bool silu),
+                  (x, out, channels, m, s, b, silu), pixel_body, template <typename T>)
+
+template <typename T>
 static void apply(const T* x, T* out, int64_t n, int64_t channels, int64_t hw, bool channels_last, const float* m,
-                  const float* s, const float* bias) {
+                  const float* s, const float* bias, bool apply_silu) {
   if (!channels_last) {
 #pragma omp parallel for schedule(static)
-    for (int64_t plane = 0; plane < n * channels; ++plane) {
-      const int64_t base = plane * hw;
-      const float mm = m[plane], sc = s[plane], b = bias[plane % channels];
-      for (int64_t p = 0; p < hw; ++p)
-        store_from_float(out, base + p, group_norm_act_apply<kSilu>(load_as_float(x, base + p), mm, sc, b));
-    }
+    for (int64_t plane = 0; plane < n * channels; ++plane)
+      apply_plane(x + plane * hw, out + plane * hw, hw, m[plane], s[plane], bias[plane % channels], apply_silu);
   } else {
 #pragma omp parallel for schedule(static)
     for (int64_t pix = 0; pix < n * hw; ++pix) {
-      const int64_t i = pix / hw, base = pix * channels;
-      const float *mm = m + i * channels, *sc = s + i * channels;
-      for (int64_t c = 0; c < channels; ++c)
-        store_from_float(out, base + c, group_norm_act_apply<kSilu>(load_as_float(x, base + c), mm[c], sc[c],
-                                                                    bias[c]));
+      const int64_t i = pix / hw;
+      apply_pixel(x + pix * channels, out + pix * channels, channels, m + i * channels, s + i * channels, bias,
+                  apply_silu);
     }
   }
 }
@@ -110,10 +79,7 @@ static void run(const T* x, T* out, int64_t n, int64_t channels, int64_t hw, boo
         s[c0 + c] = static_cast<float>(weight[g * cpg + c] * rstd);
       }
     }
-  if (apply_silu)
-    apply<true>(x, out, n, channels, hw, channels_last, m.data(), s.data(), bias);
-  else
-    apply<false>(x, out, n, channels, hw, channels_last, m.data(), s.data(), bias);
+  apply(x, out, n, channels, hw, channels_last, m.data(), s.data(), bias, apply_silu);
 }
 
 void group_norm_act_cpu(const void* x, void* out, int dtype, int64_t n, int64_t channels, int64_t hw,

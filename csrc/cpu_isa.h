@@ -1,0 +1,66 @@
+// The widest x86 vector ISA this CPU runs (AVX-512, AVX2 or the baseline x86-64 / any other CPU), chosen once,
+// for the CPU loops compiled once per ISA (NCSN_CPU_VARIANTS). NCSN_FAST_CPU_ISA=avx2 | baseline caps the
+// choice (tests compare the variants' bits). The loops use no FMA contraction (-ffp-contract=off) and only
+// correctly rounded operations, so every variant computes the same bits.
+#pragma once
+#include <cstdlib>
+#include <cstring>
+
+namespace ncsn {
+
+enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
+
+inline Isa choose_isa() {
+  const char* cap = std::getenv("NCSN_FAST_CPU_ISA");
+  const bool no512 = cap && (std::strcmp(cap, "avx2") == 0 || std::strcmp(cap, "baseline") == 0);
+  const bool no256 = cap && std::strcmp(cap, "baseline") == 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+  __builtin_cpu_init();
+  if (!no512 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"))
+    return Isa::kAvx512;
+  if (!no256 && __builtin_cpu_supports("avx2")) return Isa::kAvx2;
+#else
+  (void)no512;
+  (void)no256;
+#endif
+  return Isa::kBaseline;
+}
+
+inline Isa cpu_isa() {
+  static const Isa isa = choose_isa();
+  return isa;
+}
+
+inline const char* isa_name(Isa isa) {
+  return isa == Isa::kAvx512 ? "avx512" : isa == Isa::kAvx2 ? "avx2" : "baseline";
+}
+
+}  // namespace ncsn
+
+// NCSN_CPU_VARIANTS(name, (params), (args), body[, template header]): functions name_baseline, name_avx2 and
+// name_avx512 that each call the inline body(args) compiled for their ISA, and name(params) calling the one
+// cpu_isa() picked (template parameters, if any, must be deducible from the arguments). Call them outside
+// OpenMP regions' bodies or inside, as plain functions.
+#if defined(__x86_64__) && defined(__GNUC__)
+#define NCSN_TARGET_AVX2 __attribute__((target("avx2")))
+#define NCSN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
+#define NCSN_CPU_VARIANTS(name, params, args, body, ...)          \
+  __VA_ARGS__ static void name##_baseline params { body args; }    \
+  __VA_ARGS__ NCSN_TARGET_AVX2 static void name##_avx2 params {    \
+    body args;                                                     \
+  }                                                                \
+  __VA_ARGS__ NCSN_TARGET_AVX512 static void name##_avx512 params { \
+    body args;                                                     \
+  }                                                                \
+  __VA_ARGS__ static void name params {                            \
+    switch (::ncsn::cpu_isa()) {                                   \
+      case ::ncsn::Isa::kAvx512: name##_avx512 args; break;        \
+      case ::ncsn::Isa::kAvx2: name##_avx2 args; break;            \
+      default: name##_baseline args;                               \
+    }                                                              \
+  }
+#else
+#define NCSN_CPU_VARIANTS(name, params, args, body, ...) \
+  __VA_ARGS__ static void name params { body args; }
+#endif
