@@ -98,9 +98,10 @@ def test_cpu_results_are_the_same_bits_on_every_vector_unit():
     import subprocess
     import sys
     skip_unless_backend("cpu")
-    code = ("import torch, ncsn_fast._C as C; from ncsn_fast.ops import group_norm_act, instance_norm_plus; g = torch.Generator()."
-            "manual_seed(0); x = torch.randn(2, 12, 7, 9, generator=g) * 3 + 1; w, b = torch.randn(12, "
-            "generator=g), torch.randn(12, generator=g); e = torch.randn(2, 12, generator=g); print(C.normals_isa())"
+    code = ("import torch, ncsn_fast._C as C; from ncsn_fast.ops import group_norm_act, instance_norm_plus; "
+            "g = torch.Generator().manual_seed(0); x = torch.randn(2, 12, 7, 9, generator=g) * 3 + 1; "
+            "w, b = torch.randn(12, generator=g), torch.randn(12, generator=g); "
+            "e = torch.randn(2, 12, generator=g); print(C.normals_isa())"
             "\nfor cl in (False, True):\n  xx = x.to(memory_format=torch.channels_last) if cl else x\n"
             "  y = group_norm_act(xx, w, b, 3, 1e-6, e, True, backend='cpu').contiguous()\n"
             "  z = instance_norm_plus(xx, w, b, e[0], elu=True, backend='cpu').contiguous()\n"
