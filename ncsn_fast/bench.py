@@ -252,7 +252,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                     ("fused ops", "auto", False, torch.float32, False),
                     ("fused ops + channels_last", "auto", True, torch.float32, False),
                     ("fused ops + channels_last + elu op", "auto", True, torch.float32, True),
-                    ("fused ops + channels_last, bf16", "auto", True, torch.bfloat16, False)]
+                    ("fused ops + channels_last, bf16", "auto", True, torch.bfloat16, None)]
         base = None
         for name, backend, cl, dtype, fuse_elu in variants:
             set_backend(model, backend, fuse_elu=fuse_elu)

@@ -75,7 +75,7 @@ def test_fixture_activations_single_sample(variant):
             assert _rel_err(acts[name], ref) <= 1e-5, name
 
 
-@pytest.mark.parametrize("fuse_elu", [False, True], ids=["", "elu_op"])
+@pytest.mark.parametrize("fuse_elu", [False, True, None], ids=["", "elu_op", "elu_default"])
 @pytest.mark.parametrize("backend", ["cpu", "triton"])
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_fused_ops_give_fixture_outputs(variant, backend, fuse_elu):
@@ -89,6 +89,21 @@ def test_fused_ops_give_fixture_outputs(variant, backend, fuse_elu):
     assert not torch.equal(fused, ref)  # the fused op did run
     assert _rel_err(fused, io["out"]) <= 1e-5
     assert _rel_err(fused, ref) <= 1e-5
+
+
+@pytest.mark.parametrize("fuse_elu,calls", [(None, True), (False, False), (True, True)])
+def test_elu_op_by_default_on_the_cpu(monkeypatch, fuse_elu, calls):
+    """fuse_elu None (set_backend's default) runs the blocks' other ELUs as the elu op on the CPU (measured
+    faster there, slower on a GPU)."""
+    import ncsn_fast.models.layers as layers
+    seen = []
+    real = layers.elu
+    monkeypatch.setattr(layers, "elu", lambda x, backend: seen.append(x.device.type) or real(x, backend=backend))
+    model, cfg = _load_variant("ncsnv2_cifar10_ngf8")
+    set_backend(model, "cpu", fuse_elu=fuse_elu)
+    with torch.no_grad():
+        model(torch.rand(2, *cfg.image_shape), torch.tensor([0, 3]))
+    assert bool(seen) == calls and set(seen) <= {"cpu"}
 
 
 def test_ncsnv2_label_enters_only_through_sigma():

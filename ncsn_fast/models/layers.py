@@ -19,17 +19,19 @@ from .norms import Fusable
 
 
 class _Fusable(Fusable):
-    """A block whose pooling (and, with fuse_elu, its ELUs) run as fused ops (see Fusable).
+    """A block whose pooling (and its other ELUs: fuse_elu) run as fused ops (see Fusable).
 
-    fuse_elu is off by default: on the project's CPU the elu op does not beat PyTorch's ELU inside the forward
-    (NCSNv2 ngf 32, batch 64, channels_last: 531 vs 518 ms median), so it stays opt-in until a benchmark
-    shows a gain (`ncsn-fast bench forward` times both)."""
+    fuse_elu None (the default): the elu op on the CPU only. Measured: on the project's CPU it runs 2.4x
+    PyTorch's ELU and the NCSNv2 forward (ngf 32, batch 64, channels_last) went from 526 to 508 ms median
+    (benchmarks/forward_ab.py); on an H200, called from Python between the convolutions, it made the forward
+    slower (6.47 -> 9.57 ms at batch 1, benchmarks/results/forward_nvidia-h200.md). True / False force it."""
 
-    fuse_elu: bool = False
+    fuse_elu: bool | None = None
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         act = self.act
-        if self.fuse_elu and self._fused() and isinstance(act, nn.ELU) and act.alpha == 1.0:
+        on = self.fuse_elu if self.fuse_elu is not None else x.device.type == "cpu"
+        if on and self._fused() and isinstance(act, nn.ELU) and act.alpha == 1.0:
             return elu(x, backend=self.backend)
         return act(x)
 

@@ -69,10 +69,10 @@ class ConditionalInstanceNorm2dPlus(_NormPlus):
         return self._norm(x, gamma, alpha, beta, elu)
 
 
-def set_backend(model: nn.Module, backend: str, fuse_elu: bool = False) -> nn.Module:
-    """Run `model`'s fused ops (instance norm++ with its ELU, CRP pooling, and with fuse_elu the other ELUs)
-    on `backend` ('auto', 'cpu', 'cuda', 'triton'), or PyTorch's code ('torch', the default) -- fused only
-    without autograd."""
+def set_backend(model: nn.Module, backend: str, fuse_elu: bool | None = None) -> nn.Module:
+    """Run `model`'s fused ops (instance norm++ with its ELU, CRP pooling, the other ELUs as fuse_elu says:
+    None = on the CPU only, see layers._Fusable) on `backend` ('auto', 'cpu', 'cuda', 'triton'), or PyTorch's
+    code ('torch', the default) -- fused only without autograd."""
     for m in model.modules():
         if isinstance(m, Fusable):
             m.backend = backend
