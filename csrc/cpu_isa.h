@@ -6,6 +6,14 @@
 #include <cstdlib>
 #include <cstring>
 
+// Forced inline, for the bodies NCSN_CPU_VARIANTS builds per ISA (and what they call that is not inline already):
+// a plain inline function may be compiled once, for the baseline, and called from every variant.
+#if defined(__GNUC__)
+#define NCSN_CPU_INLINE inline __attribute__((always_inline))
+#else
+#define NCSN_CPU_INLINE inline
+#endif
+
 namespace ncsn {
 
 enum class Isa { kBaseline = 0, kAvx2 = 1, kAvx512 = 2 };
@@ -39,9 +47,9 @@ inline const char* isa_name(Isa isa) {
 }  // namespace ncsn
 
 // NCSN_CPU_VARIANTS(name, (params), (args), body[, template header]): functions name_baseline, name_avx2 and
-// name_avx512 that each call the inline body(args) compiled for their ISA, and name(params) calling the one
-// cpu_isa() picked (template parameters, if any, must be deducible from the arguments). Call them outside
-// OpenMP regions' bodies or inside, as plain functions.
+// name_avx512 that each call body(args), declared NCSN_CPU_INLINE so that it is compiled inside each for its
+// ISA, and name(params) calling the one cpu_isa() picked (template parameters, if any, must be deducible from
+// the arguments). Call them from OpenMP loops as plain functions.
 #if defined(__x86_64__) && defined(__GNUC__)
 #define NCSN_TARGET_AVX2 __attribute__((target("avx2")))
 #define NCSN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))

@@ -8,7 +8,7 @@
 namespace ncsn {
 
 template <typename T>
-inline void chunk_body(const T* x, T* out, int64_t count) {
+NCSN_CPU_INLINE void chunk_body(const T* x, T* out, int64_t count) {
   for (int64_t i = 0; i < count; ++i) store_from_float(out, i, elu(load_as_float(x, i)));
 }
 

@@ -15,15 +15,17 @@ namespace ncsn {
 // One plane (NCHW: count contiguous values of one channel) or one pixel row (NHWC: `channels` values), SiLU or
 // not decided outside the loop; compiled per ISA (cpu_isa.h): the SiLU's polynomial is most of the work.
 template <typename T>
-inline void plane_body(const T* x, T* out, int64_t count, float m, float s, float b, bool apply_silu) {
+NCSN_CPU_INLINE void plane_body(const T* x, T* out, int64_t count, float m, float s, float b, bool apply_silu) {
   if (apply_silu)
-    for (int64_t p = 0; p < count; ++p) store_from_float(out, p, group_norm_act_apply<true>(load_as_float(x, p), m, s, b));
+    for (int64_t p = 0; p < count; ++p)
+      store_from_float(out, p, group_norm_act_apply<true>(load_as_float(x, p), m, s, b));
   else
-    for (int64_t p = 0; p < count; ++p) store_from_float(out, p, group_norm_act_apply<false>(load_as_float(x, p), m, s, b));
+    for (int64_t p = 0; p < count; ++p)
+      store_from_float(out, p, group_norm_act_apply<false>(load_as_float(x, p), m, s, b));
 }
 
 template <typename T>
-inline void pixel_body(const T* x, T* out, int64_t channels, const float* m, const float* s, const float* b,
+NCSN_CPU_INLINE void pixel_body(const T* x, T* out, int64_t channels, const float* m, const float* s, const float* b,
                        bool apply_silu) {
   if (apply_silu)
     for (int64_t c = 0; c < channels; ++c)

@@ -11,7 +11,8 @@ namespace ncsn {
 // One plane (NCHW: hw contiguous values of one channel) or one pixel row (NHWC: `channels` values), the ELU
 // decided outside the loop; compiled per ISA (cpu_isa.h): the ELU's polynomial is most of the work.
 template <typename T>
-inline void plane_body(const T* x, T* out, int64_t hw, float m, float r, float a, float g, float b, bool apply_elu) {
+NCSN_CPU_INLINE void plane_body(const T* x, T* out, int64_t hw, float m, float r, float a, float g, float b,
+                                bool apply_elu) {
   if (apply_elu)
     for (int64_t p = 0; p < hw; ++p)
       store_from_float(out, p, instance_norm_plus_affine<true>(load_as_float(x, p), m, r, a, g, b));
@@ -21,7 +22,7 @@ inline void plane_body(const T* x, T* out, int64_t hw, float m, float r, float a
 }
 
 template <typename T>
-inline void pixel_body(const T* x, T* out, int64_t channels, const float* m, const float* r, const float* a,
+NCSN_CPU_INLINE void pixel_body(const T* x, T* out, int64_t channels, const float* m, const float* r, const float* a,
                        const float* g, const float* b, bool apply_elu) {
   if (apply_elu)
     for (int64_t c = 0; c < channels; ++c)

@@ -12,13 +12,7 @@
 
 #include "philox.h"
 
-// Forced inline: the helpers must be compiled inside each ISA's variant (normals_cpu.cpp), not once for the
-// baseline.
-#if defined(__GNUC__)
-#define NCSN_CPU_INLINE inline __attribute__((always_inline))
-#else
-#define NCSN_CPU_INLINE inline
-#endif
+#include "cpu_isa.h"  // NCSN_CPU_INLINE: the helpers are compiled inside each ISA's variant
 
 namespace ncsn {
 

@@ -12,7 +12,7 @@ namespace ncsn {
 
 // Mean and variance of one plane (count contiguous values).
 template <typename T>
-inline void plane_stats_body(const T* x, int64_t count, double* mean, double* var) {
+NCSN_CPU_INLINE void plane_stats_body(const T* x, int64_t count, double* mean, double* var) {
   const float pivot = load_as_float(x, 0);
   double s[8] = {0}, ss[8] = {0};
   int64_t p = 0;
@@ -40,7 +40,8 @@ inline void plane_stats_body(const T* x, int64_t count, double* mean, double* va
 
 // Per-channel sums of d = x - pivot_c over one sample's hw pixel rows (NHWC), vectorised across channels.
 template <typename T>
-inline void pixel_stats_body(const T* x, int64_t hw, int64_t channels, const float* pivot, double* s, double* ss) {
+NCSN_CPU_INLINE void pixel_stats_body(const T* x, int64_t hw, int64_t channels, const float* pivot, double* s,
+                                      double* ss) {
   for (int64_t p = 0; p < hw; ++p)
     for (int64_t c = 0; c < channels; ++c) {
       const double d = load_as_float(x, p * channels + c) - pivot[c];
