@@ -79,6 +79,19 @@ def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, rep
             "repeat": repeat}
 
 
+def time_first_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, repeat: int = 20) -> dict:
+    """time_fn's figures after one first call (compilation included), with that call's seconds as first_call_s.
+    Runs without autograd."""
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    first = time.perf_counter() - t0
+    with torch.no_grad():
+        return {**time_fn(fn, device, warmup=warmup, repeat=repeat), "first_call_s": first}
+
+
 def time_graphed(fn: Callable[[], object], device: torch.device, calls: int = 20, repeat: int = 20) -> dict:
     """Device time per call of `fn`: `calls` calls captured in one CUDA graph, its replays timed (no Python or
     launch overhead between the kernels, as inside the graphed sampler). fn must be capturable."""
@@ -274,17 +287,10 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                 torch._dynamo.reset()
                 set_backend(model, backend)
                 compiled = torch.compile(model.to(memory_format=fmt), mode=None if mode == "default" else mode)
-                t0 = time.perf_counter()
-                with torch.no_grad():
-                    compiled(xin, y)
-                if gpu:
-                    torch.cuda.synchronize(device)
-                first = time.perf_counter() - t0
-                with torch.no_grad():
-                    t = time_fn(partial(compiled, xin, y), device, warmup=2, repeat=repeat)
+                t = time_first_call(partial(compiled, xin, y), device, repeat=repeat)
                 rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
                              "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
-                             "first_call_s": first})
+                             "first_call_s": t["first_call_s"]})
         set_backend(model, "torch")
         flush()  # the results so far, in case a time limit stops the run
     return rows

@@ -12,13 +12,12 @@ pc table on the fast network, per-sample steps, CUDA graphs on a GPU); a run of 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 
 import torch
 
-from .bench import copy_bandwidth, time_fn, time_graphed
+from .bench import copy_bandwidth, time_first_call, time_fn, time_graphed
 
 
 def _eager_gn_silu(x, w, b, e, groups):
@@ -117,17 +116,10 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
                 torch._dynamo.reset()
                 m = fast_copy(model, device, torch.float32, cl, backend, compile_mode=mode)
                 xin = x.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-                t0 = time.perf_counter()
-                with torch.no_grad():
-                    m(xin, sigma)
-                if gpu:
-                    torch.cuda.synchronize(device)
-                first = time.perf_counter() - t0
-                with torch.no_grad():
-                    t = time_fn(partial(m, xin, sigma), device, warmup=1, repeat=repeat)
+                t = time_first_call(partial(m, xin, sigma), device, warmup=1, repeat=repeat)
                 rows.append({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
                              "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
-                             "first_call_s": first})
+                             "first_call_s": t["first_call_s"]})
                 flush()
         _sampler_rows(model, cfg, label, device, batch, 2 if quick else (10 if gpu else 2), repeat, sampler_rows,
                       compile_modes)

@@ -40,3 +40,18 @@ def skip_unless_backend(backend: str, device: torch.device | None = None) -> Non
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def outputs_per_cpu_isa(code: str) -> dict[str, str]:
+    """{ISA the CPU loops picked: what `code` printed after its first line} for runs capped at each ISA
+    (NCSN_FAST_CPU_ISA: none, avx2, baseline); `code` prints ncsn_fast._C.normals_isa() first."""
+    import os
+    import subprocess
+    import sys
+    outs = {}
+    for isa in ("", "avx2", "baseline"):
+        env = {**os.environ, "NCSN_FAST_CPU_ISA": isa}
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+        picked, digest = out.stdout.split("\n", 1)
+        outs[picked] = digest
+    return outs

@@ -75,3 +75,16 @@ def test_cpu_features_follow_pytorch(monkeypatch):
     finally:
         machine.cpu_features.cache_clear()
     assert machine.feature_text({"avx2": False}) == "no AVX2"
+
+
+def test_bench_ncsnpp_quick_writes_its_sections(tmp_path, capsys):
+    assert main(["bench", "ncsnpp", "--quick", "--out", str(tmp_path)]) == 0
+    (path,) = tmp_path.glob("ncsnpp-quick_*.json")
+    data = json.loads(path.read_text())
+    assert {r["backend"] for r in data["ncsnpp_ops"] if r["op"] == "add+group_norm+silu"} >= {"eager torch", "cpu"}
+    variants = {r["variant"] for r in data["ncsnpp_forward"]}
+    assert {"eager (PyTorch ops, as the score-SDE code)", "ours: fused ops + channels_last, bf16"} <= variants
+    sampler = {r["variant"]: r for r in data["ncsnpp_sampler"]}
+    assert len(sampler) == 2 and all(r["ms_per_step"] > 0 and r["evals"] == 4 for r in sampler.values())
+    text = path.with_suffix(".md").read_text()
+    assert "## NCSN++ forward" in text and "## NCSN++ predictor-corrector sampler" in text

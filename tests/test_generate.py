@@ -212,3 +212,17 @@ def test_another_sampler_is_recorded_and_resume_needs_the_same(tiny_checkpoint, 
     assert "sampler differ" in capsys.readouterr().err
     assert _run(tiny_checkpoint, tmp_path / "o3", "--sampler", "ode") == 2
     assert "ode" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+
+
+def test_ncsnpp_under_torchrun_makes_the_same_images(tmp_path):
+    """An NCSN++ checkpoint of the score-SDE code alone (config inferred), its default pc sampler with per-sample
+    corrector steps: two processes with batches of 2 write the images one process writes with batches of 6."""
+    from conftest import fixture_path
+    ckpt = fixture_path("ncsnpp") / "ncsnpp_cifar10_cont_nf8_checkpoint.pth"
+    assert _run(ckpt, tmp_path / "one", "--steps", "3", n=6) == 0
+    proc = _cli(ckpt, tmp_path / "two", "--steps", "3", "--batch-size", "2", launcher=TORCHRUN, n=6)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    assert _pngs(tmp_path / "two") == _pngs(tmp_path / "one") and len(_pngs(tmp_path / "one")) == 6
+    manifest = json.loads((tmp_path / "two" / "manifest.json").read_text())
+    assert manifest["settings"]["sampler"]["name"] == "pc" and manifest["timing"]["processes"] == 2
