@@ -67,3 +67,21 @@ def test_fir_resampling_as_convolutions_equals_upfirdn2d(k):
     down = upfirdn2d(x, fir_kernel(k).double(), down=2, pad=((p + 1) // 2, p // 2))
     torch.testing.assert_close(upsample_2d(x, k), up, rtol=0, atol=1e-14)
     torch.testing.assert_close(downsample_2d(x, k), down, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_forward_copies_nothing_from_the_host_after_the_first(variant, monkeypatch):
+    """What makes the forward capturable in a CUDA graph: after a first (warm-up) call, nothing is built on the
+    host and moved over (the FIR filters are made once per device and dtype)."""
+    import ncsn_fast.models.ncsnpp_layers as layers
+    from ncsn_fast.sampling.prepare import fast_copy
+    model, x, labels, _ = _case(variant)
+    fused = fast_copy(model, "cpu", torch.float32, True, "cpu")
+    with torch.no_grad():
+        fused(x, labels), model(x, labels)
+
+        def refuse(*args, **kwargs):
+            raise AssertionError("a host tensor was made inside the forward")
+        monkeypatch.setattr(layers, "fir_kernel", refuse)
+        monkeypatch.setattr(torch, "from_numpy", refuse)
+        fused(x, labels), model(x, labels)

@@ -12,6 +12,7 @@ the original's order.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -32,6 +33,17 @@ def fir_kernel(k=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
     return torch.from_numpy(k * np.float32(gain))
 
 
+@functools.cache
+def _fir_on(k: tuple, gain: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """fir_kernel on a device, made once: a forward then copies nothing from the host, so it can be captured in
+    a CUDA graph (the first, uncaptured warm-up call makes it)."""
+    return fir_kernel(k, gain).to(device=device, dtype=dtype)
+
+
+def fir_on(k, gain: float, like: torch.Tensor) -> torch.Tensor:
+    return _fir_on(tuple(k), float(gain), like.device, like.dtype)
+
+
 def upfirdn2d(x: torch.Tensor, k: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)):
     """Upsample by zero insertion, pad (both axes by pad[0] before, pad[1] after), filter, keep every down-th."""
     n, c, h, w = x.shape
@@ -49,7 +61,7 @@ def upsample_2d(x: torch.Tensor, k=(1, 3, 3, 1), factor: int = 2) -> torch.Tenso
     """upfirdn2d(x, k * factor^2, up=factor, pad=(pad0, p // 2)) with p = K - factor, pad0 = (p + 1) // 2 +
     factor - 1, as the transposed depthwise convolution it equals: output o gets x_i k_j where o = factor i -
     (K - 1 - pad0) + j."""
-    kk = fir_kernel(k, factor ** 2).to(device=x.device, dtype=x.dtype)
+    kk = fir_on(k, factor ** 2, x)
     p = kk.shape[0] - factor
     c = x.shape[1]
     return F.conv_transpose2d(x, kk.expand(c, 1, *kk.shape), stride=factor,
@@ -59,7 +71,7 @@ def upsample_2d(x: torch.Tensor, k=(1, 3, 3, 1), factor: int = 2) -> torch.Tenso
 def downsample_2d(x: torch.Tensor, k=(1, 3, 3, 1), factor: int = 2) -> torch.Tensor:
     """upfirdn2d(x, k, down=factor, pad=((p + 1) // 2, p // 2)) with p = K - factor: pad, then the strided
     depthwise convolution (only the outputs kept)."""
-    kk = fir_kernel(k).to(device=x.device, dtype=x.dtype)
+    kk = fir_on(k, 1.0, x)
     p = kk.shape[0] - factor
     c = x.shape[1]
     x = F.pad(x, ((p + 1) // 2, p // 2, (p + 1) // 2, p // 2))
@@ -123,14 +135,14 @@ class FIRConv2d(nn.Module):
         w = self.weight
         factor, conv = 2, self.kernel
         if self.up:
-            k = fir_kernel(self.resample_kernel, factor ** 2).to(x.device)
+            k = fir_on(self.resample_kernel, factor ** 2, x)
             p = (k.shape[0] - factor) - (conv - 1)
             # the transposed convolution of the flipped, transposed weight, stride 2
             wt = torch.flip(w, [2, 3]).transpose(0, 1)
             x = F.conv_transpose2d(x, wt, stride=factor, padding=0)
             x = upfirdn2d(x, k, pad=((p + 1) // 2 + factor - 1, p // 2 + 1))
         elif self.down:
-            k = fir_kernel(self.resample_kernel).to(x.device)
+            k = fir_on(self.resample_kernel, 1.0, x)
             p = (k.shape[0] - factor) + (conv - 1)
             x = F.conv2d(upfirdn2d(x, k, pad=((p + 1) // 2, p // 2)), w, stride=factor)
         else:
