@@ -85,3 +85,25 @@ def test_a_forward_copies_nothing_from_the_host_after_the_first(variant, monkeyp
         monkeypatch.setattr(layers, "fir_kernel", refuse)
         monkeypatch.setattr(torch, "from_numpy", refuse)
         fused(x, labels), model(x, labels)
+
+
+@pytest.mark.parametrize("variant", ["ncsnpp_cifar10_cont_nf8", "ncsnpp_cifar10_discrete_nf8"])
+@pytest.mark.parametrize("name", ["pc", "heun"])
+def test_device_state_loop_equals_fused_loop(variant, name):
+    """The steps a CUDA graph holds (GraphedProgram uncaptured: sigma and the level read from the device-side
+    table) on the fused NCSN++ == the fused loop, bit for bit, a second run included."""
+    from ncsn_fast.ncsnpp_checkpoints import ScoreSdeConfig
+    from ncsn_fast.sampling import Denoiser, SamplerSettings, plan
+    from ncsn_fast.sampling.prepare import fast_copy
+    from ncsn_fast.sampling.program import GraphedProgram, run_program
+    model, _, _, _ = _case(variant)
+    fast = fast_copy(model, "cpu", torch.float32, True, "cpu")
+    den = Denoiser.from_ncsnpp(fast, torch.float32, True)
+    cfg = ScoreSdeConfig(model.config)
+    p = plan(SamplerSettings(name, steps=4), den, cfg)
+    ids = torch.tensor([3, 0, 7])
+    x0 = p.program.initial_state(den, 1, ids, cfg.image_shape, "cpu")
+    want = run_program(p.program, den, x0, seed=1, sample_ids=ids, backend="cpu")
+    loop = GraphedProgram(den, 3, cfg.image_shape, "cpu", backend="cpu", steps_per_graph=3, capture=False)
+    assert torch.equal(loop(p.program, x0, seed=1, sample_ids=ids), want)
+    assert torch.equal(loop(p.program, x0, seed=1, sample_ids=ids), want) and torch.isfinite(want).all()
