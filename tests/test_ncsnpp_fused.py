@@ -36,8 +36,12 @@ def test_fused_network_gives_the_original_outputs(variant, backend, channels_las
         out = fused(x, labels)
     assert (out - want).abs().max() <= 1e-5 * want.abs().max()  # the tolerance of the unfused loads
     with torch.enable_grad():  # under autograd the modules run PyTorch's code, as the original
-        assert torch.equal(fused(x, labels).detach(), model(x, labels).detach().contiguous(
-            memory_format=torch.channels_last if channels_last else torch.contiguous_format)) or channels_last
+        plain = fused(x, labels).detach()
+    if channels_last:  # PyTorch's own channels_last kernels round differently
+        assert (plain - want).abs().max() <= 1e-5 * want.abs().max()
+    else:
+        with torch.no_grad():
+            assert torch.equal(plain, model(x, labels))
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
