@@ -88,3 +88,26 @@ def test_info_on_the_checkpoint_alone(variant, capsys):
     assert f"ch_mult {tuple(m['ch_mult'])}" in text and f"progressive {m['progressive']} / input " \
            f"{m['progressive_input']}" in text
     assert f"{sum(p.numel() for p in model.parameters()):,}" in text
+
+
+@pytest.mark.parametrize("options", [
+    {"resblock_type": "ddpm", "progressive": "none", "progressive_input": "none"},
+    {"resblock_type": "ddpm", "progressive": "residual", "progressive_input": "residual"},
+    {"resblock_type": "biggan", "progressive": "output_skip", "progressive_input": "input_skip",
+     "progressive_combine": "cat"},
+    {"resblock_type": "biggan", "progressive": "residual", "progressive_input": "none", "num_res_blocks": 3,
+     "ch_mult": [1, 2, 4]},
+], ids=["ddpm", "ddpm_residual", "biggan_cat", "biggan_3_levels"])
+def test_unpublished_options_are_found_too(options):
+    """Layouts no published config has (DDPM blocks, the residual pyramids, concatenating skips, other depths):
+    built on the meta device, recognised from their state_dict alone."""
+    import copy
+    cfg = copy.deepcopy(published_configs()["cifar10_ncsnpp_continuous"])
+    cfg["model"].update(nf=16, **options)
+    with torch.device("meta"):
+        state = NCSNpp(cfg).state_dict()
+    state["sigmas"] = ve_sigmas(cfg)
+    got, source = infer_config(state, published_configs())
+    assert source.startswith("inferred from the weights (assumed")
+    assert {k: got["model"][k] for k in ARCH} == {k: cfg["model"][k] for k in ARCH}
+    assert got["data"]["image_size"] == cfg["data"]["image_size"]
