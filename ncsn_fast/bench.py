@@ -131,6 +131,25 @@ def _backends_here(device: torch.device) -> list[str]:
     return [b for b in ("cuda", "triton", "cpu") if why_not(b, device) is None]
 
 
+def op_rows(op: str, tag: str, nbytes: int, eager: Callable[[], object], ours: Callable[..., object],
+            device: torch.device, repeat: int, graphed: bool = False) -> list[dict]:
+    """One op at one shape: the eager PyTorch code it replaces, then ours(backend=b) for each backend b here;
+    with graphed, both again inside CUDA graphs (device time alone). nbytes: the minimum traffic."""
+    timers = [("", partial(time_fn, device=device, repeat=repeat))]
+    if graphed:
+        timers.append((", in a CUDA graph", partial(time_graphed, device=device)))
+    rows = []
+    for suffix, timer in timers:
+        t_ref = timer(eager)
+        rows.append({"op": op, "shape": tag, "backend": "eager torch" + suffix, "ms": t_ref["ms"],
+                     "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
+        for be in _backends_here(device):
+            t = timer(partial(ours, backend=be))
+            rows.append({"op": op, "shape": tag, "backend": be + suffix, "ms": t["ms"],
+                         "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+    return rows
+
+
 def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
     """langevin_step_, instance_norm_plus, pool5x5 and elu against the eager PyTorch code they replace."""
     from .ops import elu, instance_norm_plus, langevin_coefs, langevin_step_, pool5x5
@@ -178,26 +197,10 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
                 x = x.to(memory_format=torch.channels_last)
             cdim = shape[1]
             gamma, alpha_, beta = (torch.rand(cdim, device=device) + 0.5 for _ in range(3))
-            nbytes = 2 * x.numel() * 4  # the minimum: read x once, write out once
-            t_ref = time_fn(partial(_eager_norm_elu, x, gamma, alpha_, beta), device, repeat=repeat)
-            rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}", "backend": "eager torch",
-                         "ms": t_ref["ms"], "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
-            for be in _backends_here(device):
-                t = time_fn(partial(instance_norm_plus, x, gamma, alpha_, beta, elu=True, backend=be),
-                            device, repeat=repeat)
-                rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}", "backend": be,
-                             "ms": t["ms"], "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
-            if gpu and not quick:
-                g_ref = time_graphed(partial(_eager_norm_elu, x, gamma, alpha_, beta), device)
-                rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}",
-                             "backend": "eager torch, in a CUDA graph", "ms": g_ref["ms"],
-                             "gbs": nbytes / (g_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
-                for be in _backends_here(device):
-                    t = time_graphed(partial(instance_norm_plus, x, gamma, alpha_, beta, elu=True, backend=be),
-                                     device)
-                    rows.append({"op": "instance_norm_plus+elu", "shape": f"{shape} {layout}",
-                                 "backend": f"{be}, in a CUDA graph", "ms": t["ms"],
-                                 "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": g_ref["ms"] / t["ms"]})
+            rows += op_rows("instance_norm_plus+elu", f"{shape} {layout}", 2 * x.numel() * 4,
+                            partial(_eager_norm_elu, x, gamma, alpha_, beta),
+                            partial(instance_norm_plus, x, gamma, alpha_, beta, elu=True),
+                            device, repeat, graphed=gpu and not quick)
     # The same shapes for the CRP pooling (max: NCSNv2, avg: NCSN v1) and the ELU: one read, one write.
     eager_ops = {"pool5x5 max": partial(F.max_pool2d, kernel_size=5, stride=1, padding=2),
                  "pool5x5 avg": partial(F.avg_pool2d, kernel_size=5, stride=1, padding=2), "elu": F.elu}
@@ -208,14 +211,8 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
                 x = torch.randn(shape, device=device)
                 if layout == "nhwc":
                     x = x.to(memory_format=torch.channels_last)
-                nbytes = 2 * x.numel() * 4
-                t_ref = time_fn(partial(eager_ops[op], x), device, repeat=repeat)
-                rows.append({"op": op, "shape": f"{shape} {layout}", "backend": "eager torch", "ms": t_ref["ms"],
-                             "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
-                for be in _backends_here(device):
-                    t = time_fn(partial(ours[op], x, backend=be), device, repeat=repeat)
-                    rows.append({"op": op, "shape": f"{shape} {layout}", "backend": be, "ms": t["ms"],
-                                 "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+                rows += op_rows(op, f"{shape} {layout}", 2 * x.numel() * 4, partial(eager_ops[op], x),
+                                partial(ours[op], x), device, repeat)
     for r in rows:
         if "gbs" in r:
             r["pct_copy_bw"] = 100 * r["gbs"] / copy_gbs

@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 
-from .bench import copy_bandwidth, time_first_call, time_fn, time_graphed
+from .bench import copy_bandwidth, time_first_call, time_fn
 
 
 def _eager_gn_silu(x, w, b, e, groups):
@@ -27,7 +27,7 @@ def _eager_gn_silu(x, w, b, e, groups):
 def bench_group_norm_act(device: torch.device, quick: bool = False) -> list[dict]:
     """group_norm_act (embedding add + GroupNorm + SiLU, NCSN++'s second norm of a block) against the three
     eager PyTorch ops it replaces; on a GPU also inside CUDA graphs (device time alone)."""
-    from .bench import _backends_here
+    from .bench import op_rows
     from .ops import group_norm_act
 
     gpu = device.type == "cuda"
@@ -44,18 +44,11 @@ def bench_group_norm_act(device: torch.device, quick: bool = False) -> list[dict
             c = shape[1]
             w, b, e = torch.rand(c, device=device) + 0.5, torch.randn(c, device=device), torch.randn(shape[:2],
                                                                                                    device=device)
-            nbytes, tag, groups = 2 * x.numel() * 4, f"{shape} {layout}", min(c // 4, 32)
-            timers = [("", partial(time_fn, device=device, repeat=repeat))]
-            if gpu and not quick:
-                timers.append((", in a CUDA graph", partial(time_graphed, device=device)))
-            for suffix, timer in timers:
-                t_ref = timer(partial(_eager_gn_silu, x, w, b, e, groups))
-                rows.append({"op": "add+group_norm+silu", "shape": tag, "backend": "eager torch" + suffix,
-                             "ms": t_ref["ms"], "gbs": nbytes / (t_ref["ms"] * 1e-3) / 1e9, "speedup": 1.0})
-                for be in _backends_here(device):
-                    t = timer(partial(group_norm_act, x, w, b, groups, 1e-6, e, True, backend=be))
-                    rows.append({"op": "add+group_norm+silu", "shape": tag, "backend": be + suffix, "ms": t["ms"],
-                                 "gbs": nbytes / (t["ms"] * 1e-3) / 1e9, "speedup": t_ref["ms"] / t["ms"]})
+            groups = min(c // 4, 32)
+            rows += op_rows("add+group_norm+silu", f"{shape} {layout}", 2 * x.numel() * 4,
+                            partial(_eager_gn_silu, x, w, b, e, groups),
+                            partial(group_norm_act, x, w, b, groups, 1e-6, e, True),
+                            device, repeat, graphed=gpu and not quick)
     for r in rows:
         r["pct_copy_bw"] = 100 * r["gbs"] / copy_gbs
     return rows
