@@ -37,6 +37,7 @@ class CheckpointInfo:
     has_ema: bool
     ema_applied: bool
     step: int | None
+    config_note: str = ""  # what the config's source assumed (an NCSN++ config inferred from the weights)
 
 
 def _torch_load(path: Path) -> Any:

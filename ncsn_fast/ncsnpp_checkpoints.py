@@ -34,6 +34,7 @@ class NcsnppInfo:
     step: int | None
     has_ema: bool
     ema_applied: bool
+    config_note: str = ""  # what an inferred config assumed
 
 
 class ScoreSdeConfig:
@@ -138,9 +139,9 @@ def load_ncsnpp(path: str | Path, config=None, ema: bool = True, device: str | t
     state = strip_prefix(obj["model"])
     if config is None:
         from .ncsnpp_infer import infer_config
-        cfg, source = infer_config(state, published_configs(), image_size)
+        cfg, source, note = infer_config(state, published_configs(), image_size)
     else:
-        cfg, source = resolve_config(config)
+        (cfg, source), note = resolve_config(config), ""
     with torch.device("meta"):
         model = NCSNpp(cfg)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
@@ -163,5 +164,5 @@ def load_ncsnpp(path: str | Path, config=None, ema: bool = True, device: str | t
                 if tuple(s.shape) != tuple(p.shape):
                     raise CheckpointError(f"EMA tensor {i} has shape {tuple(s.shape)}, parameter {tuple(p.shape)}")
                 p.copy_(s)
-    info = NcsnppInfo(str(path), source, obj.get("step"), shadow is not None, bool(ema and shadow is not None))
+    info = NcsnppInfo(str(path), source, obj.get("step"), shadow is not None, bool(ema and shadow is not None), note)
     return model.to(device).eval(), cfg, info

@@ -61,9 +61,9 @@ def _template(published: dict[str, dict], embedding: str, image_size: int) -> tu
 
 
 def infer_config(state: dict[str, torch.Tensor], published: dict[str, dict],
-                 image_size: int | None = None) -> tuple[dict, str]:
-    """(the resolved config, a line saying how it was found) for an NCSN++ state_dict without `module.`;
-    image_size, where given, in place of the attention-at-16x16 rule."""
+                 image_size: int | None = None) -> tuple[dict, str, str]:
+    """(the resolved config, where it came from, what was assumed: "" for a published config) for an NCSN++
+    state_dict without `module.`; image_size, where given, in place of the attention-at-16x16 rule."""
     mods = _modules(state)
     if "sigmas" not in state or not mods:
         raise CheckpointError("cannot infer an NCSN++ config: no `sigmas` buffer or no all_modules.* weights")
@@ -110,9 +110,9 @@ def infer_config(state: dict[str, torch.Tensor], published: dict[str, dict],
             except (ValueError, KeyError, IndexError, RuntimeError):
                 continue
             assumed = _ASSUMED if image_size is None else _ASSUMED.replace(", attention at 16x16", "")
-            return _published_match(cfg, published) or (cfg, f"inferred from the weights (assumed as in every "
-                                                             f"published VE config: {assumed}; sampling "
-                                                             f"settings of {tname})")
+            return _published_match(cfg, published) or (
+                cfg, "inferred from the weights",
+                f"assumed as in every published VE config: {assumed}; sampling settings of {tname}")
     raise CheckpointError(f"cannot infer the NCSN++ config from the weights ({len(res)} residual blocks, "
                           f"{len(attn)} attention blocks, nf {nf}); give --config NAME or a JSON file")
 
@@ -141,4 +141,4 @@ def _published_match(cfg: dict, published: dict[str, dict]):
              and math.isclose(p["model"]["sigma_min"], cfg["model"]["sigma_min"], rel_tol=1e-9)]
     if not names:
         return None
-    return copy.deepcopy(published[names[0]]), f"inferred from the weights: the published {' = '.join(names)}"
+    return copy.deepcopy(published[names[0]]), f"inferred from the weights: the published {' = '.join(names)}", ""

@@ -33,9 +33,9 @@ def _meta_state(keys_file: Path) -> tuple[dict, dict]:
 @pytest.mark.parametrize("path", sorted((NPP / "keys").glob("*.json")), ids=lambda p: p.stem)
 def test_published_layouts_are_recognised(path):
     state, published = _meta_state(path)
-    cfg, source = infer_config(state, published_configs())
+    cfg, source, note = infer_config(state, published_configs())
     name = path.stem.removeprefix("score_sde_ve_")
-    assert name in source.split("published ")[1].split(" = ")
+    assert name in source.split("published ")[1].split(" = ") and note == ""
     assert {k: cfg["model"][k] for k in ARCH} == {k: published["model"][k] for k in ARCH}
     assert cfg["data"]["image_size"] == published["data"]["image_size"]
     assert cfg["sampling"] == published["sampling"]
@@ -50,7 +50,7 @@ def test_fixture_networks_from_their_weights_alone(variant):
     assert {k: cfg["model"][k] for k in ARCH} == {k: true["model"][k] for k in ARCH}
     assert cfg["data"]["image_size"] == true["data"]["image_size"]
     assert cfg["training"]["continuous"] == true["training"]["continuous"]
-    assert info.config_source.startswith("inferred from the weights (assumed")
+    assert info.config_source == "inferred from the weights" and info.config_note.startswith("assumed")
     io = torch.load(NPP / f"{variant}_model_io.pt", weights_only=True)
     want = io["float64_output"]["out_with_float32_sigmas_buffer"] if "discrete" in variant else io["out"]
     with torch.no_grad():
@@ -60,9 +60,9 @@ def test_fixture_networks_from_their_weights_alone(variant):
 
 def test_image_size_given_moves_the_attention():
     state = strip_prefix(read_file(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth")["model"])
-    cfg, source = infer_config(state, published_configs(), image_size=64)
+    cfg, source, note = infer_config(state, published_configs(), image_size=64)
     assert cfg["data"]["image_size"] == 64 and cfg["model"]["attn_resolutions"] == [32]
-    assert "attention at 16x16" not in source
+    assert note.startswith("assumed") and "attention at 16x16" not in note
     with torch.device("meta"):
         NCSNpp(cfg)
 
@@ -107,7 +107,7 @@ def test_unpublished_options_are_found_too(options):
     with torch.device("meta"):
         state = NCSNpp(cfg).state_dict()
     state["sigmas"] = ve_sigmas(cfg)
-    got, source = infer_config(state, published_configs())
-    assert source.startswith("inferred from the weights (assumed")
+    got, source, note = infer_config(state, published_configs())
+    assert source == "inferred from the weights" and note.startswith("assumed")
     assert {k: got["model"][k] for k in ARCH} == {k: cfg["model"][k] for k in ARCH}
     assert got["data"]["image_size"] == cfg["data"]["image_size"]

@@ -71,7 +71,7 @@ def load_model(args):
             raise
     model, cfg, info = load_ncsnpp(args.checkpoint, args.config, ema=not args.no_ema, image_size=args.image_size)
     return model, ScoreSdeConfig(cfg), CheckpointInfo(info.path, "score-SDE", info.config_source, info.has_ema,
-                                                      info.ema_applied, info.step)
+                                                      info.ema_applied, info.step, info.config_note)
 
 
 def check_out_dir(out: Path, create: bool = False) -> None:

@@ -44,7 +44,7 @@ def _print(info, layout: str, model, *, architecture: str, levels: str, sampling
     """The lines of a loaded checkpoint, whichever family."""
     lines = [
         f"checkpoint      {info.path} ({layout} layout" + (f", step {info.step})" if info.step else ")"),
-        f"config          {info.config_source}",
+        f"config          {info.config_source}" + (f" ({info.config_note})" if info.config_note else ""),
         f"architecture    {architecture}",
         f"parameters      {sum(p.numel() for p in model.parameters()):,} ({len(model.state_dict())} state_dict "
         f"entries)",

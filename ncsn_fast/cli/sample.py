@@ -92,7 +92,7 @@ def run(args) -> int:
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
     path = "reference path" if args.reference else f"fast path, {str(dtype).removeprefix('torch.')}" + \
         (f" ({why})" if args.dtype == "auto" else "")
-    what = "the built-in digits model" if builtin else info.config_source.split(" (assumed")[0]
+    what = "the built-in digits model" if builtin else info.config_source
     print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {how}")
     if builtin:
