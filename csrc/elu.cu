@@ -17,10 +17,7 @@ __global__ void elu_kernel(const T* __restrict__ x, T* __restrict__ out, int64_t
 
 template <typename T>
 static int launch(const void* x, void* out, int64_t numel, cudaStream_t s) {
-  const int threads = 256;
-  int64_t blocks = (numel + threads - 1) / threads;
-  if (blocks > kMaxStrideBlocks) blocks = kMaxStrideBlocks;
-  elu_kernel<<<static_cast<unsigned>(blocks), threads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(out), numel);
+  elu_kernel<<<stride_blocks(numel), kStrideThreads, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(out), numel);
   return static_cast<int>(cudaGetLastError());
 }
 

@@ -66,9 +66,7 @@ static int run(const T* x, T* out, int64_t n, int64_t channels, int64_t hw, bool
   group_stats_kernel<<<static_cast<unsigned>(n * groups), kGroupThreads, 0, s>>>(x, add, mu, rstd, channels, hw,
                                                                                  groups, eps, channels_last);
   const int64_t total = n * channels * hw;
-  const int threads = 256;
-  const int64_t blocks = (total + threads - 1) / threads;
-  group_apply_kernel<<<static_cast<unsigned>(blocks < kMaxStrideBlocks ? blocks : kMaxStrideBlocks), threads, 0, s>>>(
+  group_apply_kernel<<<stride_blocks(total), kStrideThreads, 0, s>>>(
       x, out, mu, rstd, weight, bias, add, total, channels, hw, groups, channels_last, apply_silu);
   return static_cast<int>(cudaGetLastError());
 }

@@ -62,9 +62,7 @@ static int run(const T* x, T* out, int64_t n, int64_t channels, int64_t hw, bool
   stats_kernel<<<static_cast<unsigned>(n * channels), kStatThreads, 0, s>>>(x, mu, rstd, channels, hw, channels_last);
   coef_kernel<<<static_cast<unsigned>((n + 127) / 128), 128, 0, s>>>(mu, n, channels, alpha, param_stride, am);
   const int64_t total = n * channels * hw;
-  const int threads = 256;
-  const int64_t blocks = (total + threads - 1) / threads;
-  apply_kernel<<<static_cast<unsigned>(blocks < kMaxStrideBlocks ? blocks : kMaxStrideBlocks), threads, 0, s>>>(
+  apply_kernel<<<stride_blocks(total), kStrideThreads, 0, s>>>(
       x, out, mu, rstd, am, gamma, beta, param_stride, total, channels, hw, channels_last, apply_elu);
   return static_cast<int>(cudaGetLastError());
 }

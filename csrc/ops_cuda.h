@@ -18,6 +18,14 @@ constexpr int64_t kMaxGridY = NCSN_MAX_GRID_Y;
 #define NCSN_MAX_STRIDE_BLOCKS (65535 * 8)
 #endif
 constexpr int64_t kMaxStrideBlocks = NCSN_MAX_STRIDE_BLOCKS;
+constexpr int kStrideThreads = 256;
+
+// Blocks of kStrideThreads for a grid-stride loop over `total` elements: one element per thread, at most
+// kMaxStrideBlocks.
+inline unsigned stride_blocks(int64_t total) {
+  const int64_t blocks = (total + kStrideThreads - 1) / kStrideThreads;
+  return static_cast<unsigned>(blocks < kMaxStrideBlocks ? blocks : kMaxStrideBlocks);
+}
 
 const char* cuda_error_string(int err);
 int cuda_device_count();

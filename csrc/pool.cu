@@ -39,14 +39,12 @@ template <typename T>
 static int launch(const void* x, void* out, bool is_max, int64_t n, int64_t channels, int64_t height, int64_t width,
                   bool channels_last, cudaStream_t s) {
   const int64_t total = n * channels * height * width;
-  const int threads = 256;
-  int64_t blocks = (total + threads - 1) / threads;
-  if (blocks > kMaxStrideBlocks) blocks = kMaxStrideBlocks;
+  const unsigned blocks = stride_blocks(total);
   if (is_max)
-    pool5x5_kernel<true><<<static_cast<unsigned>(blocks), threads, 0, s>>>(
+    pool5x5_kernel<true><<<blocks, kStrideThreads, 0, s>>>(
         static_cast<const T*>(x), static_cast<T*>(out), total, channels, height, width, channels_last);
   else
-    pool5x5_kernel<false><<<static_cast<unsigned>(blocks), threads, 0, s>>>(
+    pool5x5_kernel<false><<<blocks, kStrideThreads, 0, s>>>(
         static_cast<const T*>(x), static_cast<T*>(out), total, channels, height, width, channels_last);
   return static_cast<int>(cudaGetLastError());
 }
