@@ -1,4 +1,4 @@
-"""Thin entry point: the benchmark suite lives in ncsn_fast/bench.py (an installed CLI cannot import this
+"""Thin entry point: the benchmark suites live in ncsn_fast/bench/ (an installed CLI cannot import this
 folder). `python benchmarks/bench.py [ops|forward|sampler|all] [--device cuda] [--compile default ...]`
 is the same as `ncsn-fast bench ...`; results go to benchmarks/results/."""
 

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from ncsn_fast.bench import published_ncsnv2
+from ncsn_fast.bench.forward import published_ncsnv2
 from ncsn_fast.hostmem import applied, tune_cpu_allocator
 from ncsn_fast.models import build_model, set_backend
 

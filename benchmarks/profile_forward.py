@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from ncsn_fast.bench import published_ncsnv2
+from ncsn_fast.bench.forward import published_ncsnv2
 from ncsn_fast.hostmem import tune_cpu_allocator
 from ncsn_fast.models import build_model, set_backend
 

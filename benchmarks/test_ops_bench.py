@@ -8,7 +8,7 @@ On a GPU the `cuda` and `triton` rows run too; times include a device synchronis
 import pytest
 import torch
 
-from ncsn_fast.ops import instance_norm_plus, langevin_coefs, langevin_step_, philox_normal
+from ncsn_fast.ops import instance_norm_plus, langevin_coefs, philox_normal, sampler_update_
 from ncsn_fast.ops._backends import choose, why_not
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -32,11 +32,13 @@ def test_philox_normal(benchmark, backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_langevin_step(benchmark, backend):
+def test_langevin_row(benchmark, backend):
+    """Annealed Langevin's update: a row of sampler_update_."""
     x = torch.randn(128, 3, 32, 32, device=DEVICE)
-    h = torch.randn_like(x)
+    h, p = torch.randn_like(x), torch.zeros_like(x)
     ids, coefs = torch.arange(128, device=DEVICE), langevin_coefs(1e-3, device=DEVICE)
-    benchmark(_sync(lambda: langevin_step_(x, h, coefs, seed=0, step=1, sample_ids=ids, backend=backend)))
+    mult = torch.ones(128, 2, device=DEVICE)
+    benchmark(_sync(lambda: sampler_update_(x, p, h, coefs, mult, seed=0, step=1, sample_ids=ids, backend=backend)))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -37,13 +37,6 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release nogil;
     ncsn::philox_normal_cpu(ptr<float>(out), ptr<const int64_t>(ids), n, numel, seed, step);
   });
-  m.def("langevin_step_cpu", [](uintptr_t x, uintptr_t h, int h_dtype, uintptr_t ids, int64_t n, int64_t channels,
-                                int64_t hw, bool channels_last, uint64_t seed, uint32_t step, uintptr_t coefs,
-                                uintptr_t stats) {
-    py::gil_scoped_release nogil;
-    ncsn::langevin_step_cpu(ptr<float>(x), ptr<const void>(h), h_dtype, ptr<const int64_t>(ids), n, channels, hw,
-                            channels_last, seed, step, ptr<const float>(coefs), ptr<float>(stats));
-  });
   m.def("sampler_update_cpu", [](uintptr_t x, uintptr_t p, uintptr_t h, int h_dtype, uintptr_t ids, int64_t n,
                                  int64_t channels, int64_t hw, bool channels_last, uint64_t seed, uint32_t step,
                                  uintptr_t coefs, uintptr_t mult) {
@@ -84,14 +77,6 @@ PYBIND11_MODULE(_C, m) {
     check(ncsn::philox_cuda(ptr<void>(out), ptr<const int64_t>(ids), n, numel, ptr<const int64_t>(seed),
                             ptr<const int64_t>(step), words, stream),
           "philox_cuda");
-  });
-  m.def("langevin_step_cuda", [](uintptr_t x, uintptr_t h, int h_dtype, uintptr_t ids, int64_t n, int64_t channels,
-                                 int64_t hw, bool channels_last, uintptr_t seed, uintptr_t step, uintptr_t coefs,
-                                 uintptr_t stats, uintptr_t stream) {
-    check(ncsn::langevin_step_cuda(ptr<float>(x), ptr<const void>(h), h_dtype, ptr<const int64_t>(ids), n, channels,
-                                   hw, channels_last, ptr<const int64_t>(seed), ptr<const int64_t>(step),
-                                   ptr<const float>(coefs), ptr<float>(stats), stream),
-          "langevin_step_cuda");
   });
   m.def("sampler_update_cuda", [](uintptr_t x, uintptr_t p, uintptr_t h, int h_dtype, uintptr_t ids, int64_t n,
                                   int64_t channels, int64_t hw, bool channels_last, uintptr_t seed, uintptr_t step,

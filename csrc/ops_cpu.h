@@ -9,13 +9,8 @@ void philox_words_cpu(uint32_t* out, const int64_t* sample_ids, int64_t n, int64
 void philox_normal_cpu(float* out, const int64_t* sample_ids, int64_t n, int64_t numel, uint64_t seed,
                        uint32_t step);
 
-// x (n, channels*hw) float32 updated in place; h of dtype code h_dtype (common.h), NCHW or NHWC;
-// coefs = {a, c, b}; stats (n, 2) = per-sample sum h^2, sum z^2, or null.
-void langevin_step_cpu(float* x, const void* h, int h_dtype, const int64_t* ids, int64_t n, int64_t channels,
-                       int64_t hw, bool channels_last, uint64_t seed, uint32_t step, const float* coefs,
-                       float* stats);
-
-// x, p (n, channels*hw) float32 updated in place (sampler_update.h); h as for langevin_step_cpu;
+// x, p (n, channels*hw) float32 updated in place (sampler_update.h); h of dtype code h_dtype (common.h), NCHW or
+// NHWC;
 // coefs float[8] = {a_x, a_h, a_p, a_z, p_x, p_h, p_p, c}; mult (n, 2) per-sample {m_h, m_z}.
 void sampler_update_cpu(float* x, float* p, const void* h, int h_dtype, const int64_t* ids, int64_t n,
                         int64_t channels, int64_t hw, bool channels_last, uint64_t seed, uint32_t step,

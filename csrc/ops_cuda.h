@@ -34,13 +34,8 @@ int cuda_device_count();
 int philox_cuda(void* out, const int64_t* ids, int64_t n, int64_t numel, const int64_t* seed, const int64_t* step,
                 bool words, uintptr_t stream);
 
-// x (n, channels*hw) float32 in place; h dtype code (common.h), NCHW or NHWC; coefs device float[3] = {a, c, b};
-// stats device float (n, 2) accumulated (zeroed by the caller) or null.
-int langevin_step_cuda(float* x, const void* h, int h_dtype, const int64_t* ids, int64_t n, int64_t channels,
-                       int64_t hw, bool channels_last, const int64_t* seed, const int64_t* step, const float* coefs,
-                       float* stats, uintptr_t stream);
-
-// x, p (n, channels*hw) float32 in place (sampler_update.h); coefs device float[8]; mult device float (n, 2).
+// x, p (n, channels*hw) float32 in place (sampler_update.h); h dtype code (common.h), NCHW or NHWC; coefs device
+// float[8]; mult device float (n, 2).
 int sampler_update_cuda(float* x, float* p, const void* h, int h_dtype, const int64_t* ids, int64_t n,
                         int64_t channels, int64_t hw, bool channels_last, const int64_t* seed, const int64_t* step,
                         const float* coefs, const float* mult, uintptr_t stream);

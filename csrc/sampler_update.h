@@ -4,10 +4,14 @@
 // the CUDA kernel (sampler_update.cu).
 #pragma once
 #include "common.h"
-#include "langevin_step.h"
 #include "philox.h"
 
 namespace ncsn {
+
+// Offset of logical element e = c * hw + p of one sample in its h storage (NCHW, or NHWC if channels_last).
+NCSN_HD int64_t h_offset(int64_t e, int64_t channels, int64_t hw, bool channels_last) {
+  return channels_last ? (e % hw) * channels + e / hw : e;
+}
 
 // The row's coefficients with the sample's multipliers applied. coefs = {a_x, a_h, a_p, a_z, p_x, p_h, p_p, c}.
 struct UpdateCoefs {

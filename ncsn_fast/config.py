@@ -262,3 +262,73 @@ def load_config(path: str | Path) -> Config:
         return config_from_dict(read_yaml(path))
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# NCSN++ of the score-SDE code: its resolved config (configs/ve/<name>.py evaluated, as JSON).
+
+
+class ScoreSdeConfig(dict):
+    """The resolved config of a score-SDE NCSN++ (that code's nested dict), seen also through the few attributes the
+    commands read from ours: the image shape, the data range (centered: [-1, 1], else [0, 1]), the sampling
+    settings with defaults, and to_dict(). The score-SDE configs are Python files, never executed here: a
+    published one is given by name (shipped as JSON), any other as a JSON file of the resolved config."""
+
+    family, arch = "ncsnpp", "NCSNpp"
+
+    def __init__(self, raw: Mapping[str, Any]):
+        super().__init__(raw.get("config", raw))  # the fixtures wrap it with the source's name and the changes
+        if not isinstance(self.get("model"), Mapping) or not isinstance(self.get("data"), Mapping):
+            raise ConfigError("an NCSN++ config needs its model and data sections")
+        d = self["data"]
+        self.image_shape = (d["num_channels"], d["image_size"], d["image_size"])
+        self.data = _namespace(logit_transform=False, rescaled=bool(d.get("centered", False)),
+                               channels=d["num_channels"], image_size=d["image_size"])
+        sampling = self.get("sampling", {})
+        self.sampling = _namespace(**{"batch_size": 64, "n_steps_each": 1, "step_lr": None,
+                                      "denoise": sampling.get("noise_removal", True),
+                                      **{k: v for k, v in sampling.items() if k != "batch_size"}})
+
+    @property
+    def raw(self) -> dict:
+        return self.to_dict()
+
+    def to_dict(self) -> dict:
+        """A plain nested dict (as JSON holds it)."""
+        import json
+        return json.loads(json.dumps(self))
+
+
+def _namespace(**kw):
+    from types import SimpleNamespace
+    return SimpleNamespace(**kw)
+
+
+def published_ncsnpp_configs() -> dict[str, dict]:
+    """The ten published VE NCSN++ configs of the score-SDE code, resolved, by name (configs/ve/<name>.py)."""
+    import json
+    from importlib import resources
+    with (resources.files("ncsn_fast") / "assets" / "ncsnpp_configs.json").open("rb") as f:
+        return json.load(f)
+
+
+def load_ncsnpp_config(config) -> tuple[ScoreSdeConfig, str]:
+    """(the config, where it came from) from a dict, a JSON file or a published config's name."""
+    import json
+    if isinstance(config, Mapping):
+        raw, source = config, "given"
+    elif isinstance(config, (str, Path)) and Path(config).suffix == ".json":
+        try:
+            raw, source = json.loads(Path(config).read_text()), str(config)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot read the config {config}: {e}") from None
+    elif isinstance(config, str) and config in published_ncsnpp_configs():
+        raw, source = published_ncsnpp_configs()[config], f"published config {config}"
+    else:
+        names = ", ".join(published_ncsnpp_configs())
+        raise ConfigError(f"an NCSN++ checkpoint needs its config: a published name ({names}) or a JSON file of "
+                          f"the resolved config; got {config!r}")
+    try:
+        return ScoreSdeConfig(raw), source
+    except (ConfigError, KeyError, TypeError) as e:
+        raise ConfigError(f"the config from {source} is not an NCSN++ config ({e})") from None

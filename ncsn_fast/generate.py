@@ -1,6 +1,6 @@
 """Many samples from one checkpoint: sharded, resumable, multi-process, written in the background.
 
-Sample i is a pure function of (checkpoint, settings, seed, i) (see `sampling.FastSampler`), so the images
+Sample i is a pure function of (checkpoint, settings, seed, i) (see `sampling.Sampler`), so the images
 do not depend on the batch size, on the number of processes or on restarts. Indices 0..n-1 are cut into
 shards of `shard_size`; process r of W takes shards r, r+W, ...; a finished shard is recorded by an atomic
 `shards/shard_<k>.npz` (its uint8 images), written after its PNGs. A restart redoes only unrecorded shards
@@ -97,7 +97,7 @@ def shard_range(k: int, n: int, shard_size: int) -> range:
 
 
 def versions() -> dict:
-    from . import __version__
+    from .version import __version__
     v = {"ncsn_fast": __version__, "torch": torch.__version__, "numpy": np.__version__,
          "python": platform.python_version()}
     if torch.cuda.is_available():

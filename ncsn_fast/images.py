@@ -14,6 +14,17 @@ from .config import Config
 from .fileio import atomic_write_bytes
 
 
+def data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
+    """[0, 1] image space -> model space (the originals' data_transform, for the initial state)."""
+    if config.data.logit_transform:
+        lam = 1e-6
+        x = lam + (1 - 2 * lam) * x
+        return torch.log(x) - torch.log1p(-x)
+    if config.data.rescaled:
+        return 2 * x - 1.0
+    return x
+
+
 def inverse_data_transform(x: torch.Tensor, config: Config) -> torch.Tensor:
     """Model space -> [0, 1] image space, as the originals do before saving (then clamped)."""
     if config.data.logit_transform:

@@ -109,9 +109,8 @@ class _ConfigDict(dict):
 def _score_sde_ncsnpp(variant):
     """A stand-in for the score-SDE code's NCSNpp: a class of that name holding `config`, the `sigmas` buffer and
     `all_modules` in the original layout (the checkpoint's EMA weights), and its own forward."""
-    from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp
     npp = fixture_path("ncsnpp")
-    ours, cfg, _ = load_ncsnpp(npp / f"{variant}_checkpoint.pth", npp / f"{variant}_config.json")
+    ours, cfg = load_checkpoint(npp / f"{variant}_checkpoint.pth", npp / f"{variant}_config.json")
 
     class NCSNpp(torch.nn.Module):
         def __init__(self):

@@ -15,7 +15,7 @@ def test_bench_quick_writes_results(tmp_path, capsys):
     # the CPU's model and the features that decide the fastest path travel with every result
     assert env["cpu"] and set(env["cpu_features"]) == {"capability", "avx2", "avx512", "avx512_bf16", "amx"}
     ops = {(r["op"], r["backend"]) for r in data["ops"]}
-    assert ("langevin_step", "cpu") in ops and ("instance_norm_plus+elu", "eager torch") in ops
+    assert ("langevin row (sampler_update_)", "cpu") in ops and ("instance_norm_plus+elu", "eager torch") in ops
     assert all(r["ms"] > 0 for r in data["ops"] if "ms" in r)
     variants = {r["variant"] for r in data["forward"]}
     assert {"eager (PyTorch ops, as the original)", "fused ops", "fused ops + channels_last, bf16"} <= variants
@@ -45,7 +45,7 @@ def test_bench_sampler_narrowed_cases(tmp_path, capsys):
 
 def test_an_interrupted_run_keeps_the_cases_it_finished(tmp_path, monkeypatch, capsys):
     """Results are written after every case, so a run stopped by a time limit keeps what it measured."""
-    from ncsn_fast import bench_sampler as bench
+    from ncsn_fast.bench import sampler as bench
 
     real = bench._fast_steps
 

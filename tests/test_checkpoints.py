@@ -9,7 +9,7 @@ import torch
 from conftest import fixture_path, load_fixture
 
 from ncsn_fast import CheckpointError, load_checkpoint, save_checkpoint
-from ncsn_fast.checkpoints import split_checkpoint
+from ncsn_fast.checkpoints import read
 from ncsn_fast.config import load_config
 
 
@@ -20,12 +20,10 @@ def _out(model, variant):
 
 
 def test_original_layouts_detected():
-    v1 = torch.load(fixture_path("ncsn_cifar10_ngf8_checkpoint.pth"), weights_only=True)
-    v2 = torch.load(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"), weights_only=True)
-    layout, state, ema, _, _ = split_checkpoint(v1)
-    assert layout == "ncsn" and ema is None and not any(k.startswith("module.") for k in state)
-    layout, state, ema, _, step = split_checkpoint(v2)
-    assert layout == "ncsnv2" and step == 1 and set(ema) == set(state) - {"sigmas"}
+    v1 = read(fixture_path("ncsn_cifar10_ngf8_checkpoint.pth"))
+    v2 = read(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"))
+    assert v1.layout == "ncsn" and v1.ema is None and not any(k.startswith("module.") for k in v1.state)
+    assert v2.layout == "ncsnv2" and v2.step == 1 and set(v2.ema) == set(v2.state) - {"sigmas"}
 
 
 def test_config_beside_checkpoint_is_found(tmp_path):
@@ -114,3 +112,39 @@ def test_bad_files(tmp_path):
     torch.save({"epoch": 3}, tmp_path / "dict.pth")
     with pytest.raises(CheckpointError, match="not an NCSN/NCSNv2 checkpoint"):
         load_checkpoint(tmp_path / "dict.pth")
+
+
+EVERY_FIXTURE = ["ncsn_cifar10_ngf8", "ncsnv2_cifar10_ngf8", "ncsnv2_church_ngf4", "ncsnpp/ncsnpp_cifar10_cont_nf8",
+                 "ncsnpp/ncsnpp_cifar10_discrete_nf8", "ncsnpp/ncsnpp_church_nf8_img64"]
+
+
+@pytest.mark.parametrize("variant", EVERY_FIXTURE)
+def test_one_loader_opens_every_family_unpickling_once(variant, monkeypatch):
+    """ncsn_fast.load_checkpoint reads the original NCSN / NCSNv2 files and the score-SDE NCSN++ files alike (the
+    config given, then embedded / beside / inferred where the weights tell enough), each file unpickled once."""
+    import ncsn_fast.checkpoints.safe_load as safe_load
+    calls = []
+    real = torch.load
+    monkeypatch.setattr(safe_load.torch, "load", lambda *a, **kw: calls.append(a[0]) or real(*a, **kw))
+    ext = ".json" if variant.startswith("ncsnpp") else ".yml"
+    model, cfg, info = load_checkpoint(fixture_path(f"{variant}_checkpoint.pth"),
+                                       config=fixture_path(f"{variant}_config{ext}"), return_info=True)
+    v1 = variant == "ncsn_cifar10_ngf8"  # its layout [state_dict, optimizer] has no step, no EMA
+    assert len(calls) == 1 and info.step == (None if v1 else 1) and info.ema_applied == info.has_ema == (not v1)
+    assert cfg.family == ("ncsnpp" if variant.startswith("ncsnpp") else variant.split("_")[0])
+    io = load_fixture(f"{variant}_model_io.pt")
+    x, labels = io["x"], io["labels"] if "labels" in io else io["y"]
+    want = io["float64_output"]["out_with_float32_sigmas_buffer"] if "discrete" in variant else io["out"]
+    with torch.no_grad():
+        out = model(x, labels)
+    assert (out - want).abs().max() <= 1e-5 * want.abs().max()
+    if not v1:  # NCSN v1's weights do not tell its sigma: it needs the config
+        calls.clear()
+        _, cfg2 = load_checkpoint(fixture_path(f"{variant}_checkpoint.pth"), image_size=cfg.image_shape[-1])
+        assert len(calls) == 1 and cfg2.family == cfg.family
+
+
+def test_a_file_that_is_no_checkpoint_says_what_it_holds(tmp_path):
+    torch.save({"epoch": 3, "lr": torch.tensor(1.0)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match=r"is not a checkpoint ncsn_fast reads.*a dict with keys epoch, lr"):
+        load_checkpoint(tmp_path / "other.pth")

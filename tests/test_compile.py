@@ -10,7 +10,7 @@ from conftest import fixture_path, skip_unless_backend
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.models import set_backend
-from ncsn_fast.ops import elu, instance_norm_plus, langevin_coefs, langevin_step_, pool5x5
+from ncsn_fast.ops import elu, instance_norm_plus, langevin_coefs, pool5x5, sampler_update_
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                                 reason="torch.compile's CPU code generation needs a C++ compiler")
@@ -29,19 +29,20 @@ def test_ops_fullgraph_equal_eager():
     x = torch.randn(2, 8, 8, 8, generator=g).to(memory_format=torch.channels_last)
     gamma, alpha, beta = (torch.rand(8, generator=g) + 0.5 for _ in range(3))
     state = torch.randn(2, 3, 8, 8, generator=g)
-    coefs, ids = langevin_coefs(0.01, 2.0), torch.tensor([5, 1])
+    coefs, ids, mult = langevin_coefs(0.01, 2.0), torch.tensor([5, 1]), torch.ones(2, 2)
 
-    def chain(x, state):
+    def chain(x, state, p):
         h = instance_norm_plus(x, gamma, alpha, beta, elu=True, backend="cpu")
         h = pool5x5(h, "max", backend="cpu") * 0.5 + h  # inductor fuses the elementwise part around our ops
         h = elu(h, backend="cpu")
-        langevin_step_(state, h[:, :3].contiguous(), coefs, seed=7, step=3, sample_ids=ids, backend="cpu")
+        sampler_update_(state, p, h[:, :3].contiguous(), coefs, mult, seed=7, step=3, sample_ids=ids,
+                        backend="cpu")  # annealed Langevin's row
         return h, state
 
     compiled = torch.compile(chain, fullgraph=True)
     with torch.no_grad():
-        h_eager, s_eager = chain(x, state.clone())
-        h_comp, s_comp = compiled(x, state.clone())
+        h_eager, s_eager = chain(x, state.clone(), torch.zeros_like(state))
+        h_comp, s_comp = compiled(x, state.clone(), torch.zeros_like(state))
     assert torch.equal(h_comp, h_eager)
     assert torch.equal(s_comp, s_eager)  # the in-place update (mutates_args) happened, with the same noise
 
@@ -64,11 +65,11 @@ def test_fused_model_fullgraph_matches_eager():
 @pytest.mark.slow
 def test_fast_sampler_with_a_compiled_network():
     skip_unless_backend("cpu")
-    from ncsn_fast.sampling import FastSampler
+    from ncsn_fast.sampling import Sampler, SamplerSettings
     model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
                                  config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"))
-    ids = torch.tensor([3, 8])
-    plain = FastSampler(model, cfg, seed=5, n_steps_each=1)(ids)
-    compiled = FastSampler(model, cfg, seed=5, n_steps_each=1, compile_mode="default")(ids)
+    ids, ald = torch.tensor([3, 8]), SamplerSettings("ald", n_steps_each=1)
+    plain = Sampler(model, cfg, ald, seed=5)(ids)
+    compiled = Sampler(model, cfg, ald, seed=5, compile_mode="default")(ids)
     # the same loop and noise; inductor may round the network's elementwise code differently (float32)
     assert (compiled - plain).abs().max() <= 1e-5 * plain.abs().max()

@@ -1,4 +1,5 @@
-"""The fast path (fused ops, inference mode) against the reference loop on the same Philox stream."""
+"""Annealed Langevin's fast path (its table of fused updates, inference mode) against the reference loop on the same
+Philox stream; its device-state form (what a CUDA graph holds), statistics, inpainting and interpolation."""
 
 import pytest
 import torch
@@ -9,12 +10,13 @@ from ncsn_fast.models import set_backend
 from ncsn_fast.ops import philox_noise
 from ncsn_fast.ops.philox import INIT_STEP, philox_uniform_ref
 from ncsn_fast.sampling import (
-    GraphedLangevin,
+    Denoiser,
+    GraphedProgram,
     LangevinStats,
+    ald_program,
     anneal_langevin,
-    anneal_langevin_fused,
-    model_raw_score,
     model_score,
+    run_program,
     sample,
 )
 
@@ -23,6 +25,15 @@ CPU = torch.device("cpu")
 
 def _load(variant):
     return load_checkpoint(fixture_path(f"{variant}_checkpoint.pth"), config=fixture_path(f"{variant}_config.yml"))
+
+
+def _fused(model, x0, sig, *, seed, sample_ids, n_steps_each, step_lr, denoise=False, dtype=None,
+           channels_last=False, backend="auto", **kw):
+    """Annealed Langevin's table run by the fused loop, on the network's levels 0..len(sig)-1 (the labels index the
+    network's own sigma buffer, so the score scales come from it too)."""
+    den = Denoiser.from_model(model, dtype, channels_last)
+    prog = ald_program(sig, n_steps_each=n_steps_each, step_lr=step_lr, denoise=denoise)
+    return run_program(prog, den, x0, seed=seed, sample_ids=sample_ids, backend=backend, **kw)
 
 
 @pytest.mark.parametrize("backend", ["torch", "cpu", "triton"])
@@ -36,12 +47,9 @@ def test_fused_loop_equals_reference_loop(variant, backend):
     sig = cfg.sampling_sigmas()[:: 20 if cfg.family == "ncsnv2" else 3]
     kw = dict(n_steps_each=2, step_lr=cfg.sampling.step_lr, denoise=cfg.sampling.denoise)
     ref = anneal_langevin(model_score(model), x0, sig, noise=philox_noise(11, ids, backend="torch"), **kw)
-    # labels 0..len(sig)-1 index the network's own sigma buffer, so the score scales come from it too
-    scales = model.score_scales()[: len(sig)]
     set_backend(model, backend)
     # channels_last convolutions round differently: keep NCHW for the torch backend's bit-for-bit check
-    fast, _ = anneal_langevin_fused(model_raw_score(model, channels_last=backend != "torch"), x0, sig, seed=11,
-                                    sample_ids=ids, score_scales=scales, backend=backend, **kw)
+    fast = _fused(model, x0, sig, seed=11, sample_ids=ids, channels_last=backend != "torch", backend=backend, **kw)
     # fp32 throughout; folding 1/sigma into the step and the fused norm round differently, and the
     # normals of different backends agree to 1e-6: the same 1e-5-of-max|x| the original shows across threads.
     assert (fast - ref).abs().max() <= 1e-5 * ref.abs().max()
@@ -50,44 +58,46 @@ def test_fused_loop_equals_reference_loop(variant, backend):
 
 
 
-@pytest.mark.parametrize("steps_per_graph", [1, 5])
+@pytest.mark.parametrize("steps_per_graph", [1, 4])
 @pytest.mark.parametrize("backend", ["torch", "cpu"])
 @pytest.mark.parametrize("variant", ["ncsn_cifar10_ngf8", "ncsnv2_cifar10_ngf8"])
 def test_device_state_loop_equals_fused_loop(variant, backend, steps_per_graph):
     """What the CUDA graphs hold, run un-captured: the level, labels and coefficients derived on the device
-    from the step counter give the fused loop's samples bit for bit (same kernels, same stream); 5 steps per
+    from the step counter give the fused loop's samples bit for bit (same kernels, same stream); 4 steps per
     graph do not divide the run, so the one-step remainder is exercised too."""
     skip_unless_backend(backend)
     model, cfg = _load(variant)
     ids = torch.tensor([3, 0, 7])
     x0 = philox_uniform_ref(11, INIT_STEP, ids, 3072).view(3, 3, 32, 32)
     sig = cfg.sampling_sigmas()[:: 20 if cfg.family == "ncsnv2" else 3]
-    kw = dict(n_steps_each=2, step_lr=cfg.sampling.step_lr, denoise=True, seed=11, sample_ids=ids,
-              score_scales=model.score_scales()[: len(sig)])
-    assert (len(sig) * 2) % 5 != 0
+    kw = dict(n_steps_each=2, step_lr=cfg.sampling.step_lr, denoise=True)
+    assert (len(sig) * 2 + 1) % 4 != 0
     set_backend(model, backend)
-    fused, _ = anneal_langevin_fused(model_raw_score(model, channels_last=True), x0, sig, backend=backend, **kw)
-    loop = GraphedLangevin(model, 3, (3, 32, 32), channels_last=True, backend=backend,
-                           steps_per_graph=steps_per_graph, capture=False)
+    prog = ald_program(sig, **kw)
+    den = Denoiser.from_model(model, channels_last=True)
+    fused = run_program(prog, den, x0, seed=11, sample_ids=ids, backend=backend)
+    loop = GraphedProgram(den, 3, (3, 32, 32), "cpu", backend=backend, steps_per_graph=steps_per_graph,
+                          capture=False)
     counted = []
-    out = loop(x0, sig, progress=counted.append, **kw)
+    out = loop(prog, x0, seed=11, sample_ids=ids, progress=counted.append)
     assert torch.equal(out, fused)
     assert sum(counted) == len(sig) * 2 + 1
-    assert int(loop.step) == len(sig) * 2
-    again = loop(x0, sig, **kw)  # a second run resets the state
+    assert int(loop.r) == len(sig) * 2 + 1  # the denoising step is a row of the table too
+    again = loop(prog, x0, seed=11, sample_ids=ids)  # a second run resets the state
     assert torch.equal(again, fused)
     with pytest.raises(ValueError, match="captured shape"):
-        loop(x0[:2], sig, **kw)
+        loop(prog, x0[:2], seed=11, sample_ids=ids[:2])
     with pytest.raises(ValueError, match="CUDA device"):
-        GraphedLangevin(model, 3, (3, 32, 32))
+        GraphedProgram(den, 3, (3, 32, 32), "cpu")
     # a bfloat16 network with the float32 state, as the fast path runs it
     model = model.to(torch.bfloat16)
-    fused16, _ = anneal_langevin_fused(model_raw_score(model, torch.bfloat16, channels_last=True), x0, sig,
-                                       backend=backend, **kw)
-    loop16 = GraphedLangevin(model, 3, (3, 32, 32), dtype=torch.bfloat16, channels_last=True, backend=backend,
-                             steps_per_graph=steps_per_graph, capture=False)
-    out16 = loop16(x0, sig, **kw)
+    den16 = Denoiser.from_model(model, torch.bfloat16, channels_last=True)
+    fused16 = run_program(prog, den16, x0, seed=11, sample_ids=ids, backend=backend)
+    loop16 = GraphedProgram(den16, 3, (3, 32, 32), "cpu", backend=backend, steps_per_graph=steps_per_graph,
+                            capture=False)
+    out16 = loop16(prog, x0, seed=11, sample_ids=ids)
     assert out16.dtype == torch.float32 and torch.equal(out16, fused16) and not torch.equal(out16, fused)
+
 
 def test_bf16_network_float32_state():
     model, cfg = _load("ncsnv2_cifar10_ngf8")
@@ -120,8 +130,9 @@ def test_stats_stay_on_device_and_match():
     sig = cfg.sampling_sigmas()
     rec = LangevinStats()
     anneal_langevin(model_score(model), x0, sig, n_steps_each=1, step_lr=2e-5, noise=philox_noise(0, ids), callback=rec)
-    _, stats = anneal_langevin_fused(model_raw_score(model), x0, sig, n_steps_each=1, step_lr=2e-5, seed=0,
-                                     sample_ids=ids, with_stats=True)
+    rows = []  # per row of the table, the per-sample norms [||score||, ||z||], on the device
+    _fused(model, x0, sig, n_steps_each=1, step_lr=2e-5, seed=0, sample_ids=ids, stats=rows)
+    stats = torch.stack([r.mean(0) for r in rows])
     assert stats.shape == (10, 2)
     ref = torch.tensor([[r["grad_norm"], r["noise_norm"]] for r in rec.summary()])
     torch.testing.assert_close(stats, ref, rtol=1e-4, atol=1e-5)
@@ -155,8 +166,7 @@ def test_inpainting_keeps_known_pixels_and_fast_equals_reference():
     constrain = inpainting_constraint(known, mask, sig, philox_noise(4, ids, backend="torch"))
     ref = anneal_langevin(model_score(model), x0, sig, noise=philox_noise(4, ids, backend="torch"),
                           constraint=constrain, callback=watch, **kw)
-    fast, _ = anneal_langevin_fused(model_raw_score(model), x0, sig, seed=4, sample_ids=ids,
-                                    score_scales=model.score_scales()[: len(sig)], constraint=constrain, **kw)
+    fast = _fused(model, x0, sig, seed=4, sample_ids=ids, constraint=constrain, **kw)
     assert (fast - ref).abs().max() <= 1e-5 * ref.abs().max()
     out = impose_known(ref, known, mask)
     assert torch.equal(out[..., :16], known[..., :16])  # known pixels kept exactly
@@ -191,7 +201,6 @@ def test_interpolation_noise_and_loops():
     sig = cfg.sampling_sigmas()[::3]
     kw = dict(n_steps_each=2, step_lr=2e-5)
     ref = anneal_langevin(model_score(model), x0, sig, noise=draw, **kw)
-    fast, _ = anneal_langevin_fused(model_raw_score(model), x0, sig, seed=6, sample_ids=torch.arange(rows * n),
-                                    noise=draw, **kw)
+    fast = _fused(model, x0, sig, seed=6, sample_ids=torch.arange(rows * n), noise=draw, **kw)
     assert (fast - ref).abs().max() <= 1e-5 * ref.abs().max()
     assert not torch.allclose(ref[0], ref[n - 1])  # the two ends of a row differ

@@ -15,13 +15,12 @@ from ncsn_fast.ops import (
     instance_norm_plus,
     instance_norm_plus_ref,
     langevin_coefs,
-    langevin_step_,
-    langevin_step_ref,
     philox_normal,
     philox_normal_ref,
     philox_words_ref,
     pool5x5,
     pool5x5_ref,
+    sampler_update_,
 )
 from ncsn_fast.ops._backends import ext
 
@@ -54,7 +53,8 @@ def test_philox_words_and_normals(backend):
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
 @pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
-def test_langevin_step_real_size(backend, dtype, channels_last):
+def test_langevin_row_real_size(backend, dtype, channels_last):
+    """Annealed Langevin's row of the sampler update at a real size: x + (a c) h + b z, p left as it was."""
     skip_unless_backend(backend, DEV)
     g = torch.Generator().manual_seed(0)
     x0, h = torch.randn(128, 3, 32, 32, generator=g), torch.randn(128, 3, 32, 32, generator=g).to(dtype)
@@ -62,14 +62,14 @@ def test_langevin_step_real_size(backend, dtype, channels_last):
     hd = h.to(DEV)
     if channels_last:
         hd = hd.to(memory_format=torch.channels_last)
-    x = x0.to(DEV)
-    norms = langevin_step_(x, hd, coefs.to(DEV), seed=5, step=9, sample_ids=ids.to(DEV), with_stats=True,
-                           backend=backend)
-    z = philox_normal_ref(5, 9, ids, 3072)
-    ref = langevin_step_ref(x0, h, coefs, z)
+    x, p = x0.to(DEV), torch.zeros(x0.shape, device=DEV)
+    sampler_update_(x, p, hd, coefs.to(DEV), torch.ones(128, 2, device=DEV), seed=5, step=9, sample_ids=ids.to(DEV),
+                    backend=backend)
+    z = philox_normal_ref(5, 9, ids, 3072).view(x0.shape)
+    ref = (x0 + coefs[1] * h.float()) + coefs[3] * z
     scale = (x0.abs() + 20 * h.float().abs()).max()
-    assert (x.cpu() - ref).abs().max() <= coefs[2] * 1e-6 + 8 * torch.finfo(torch.float32).eps * scale
-    torch.testing.assert_close(norms[:, 1].cpu(), z.norm(dim=1), rtol=1e-5, atol=1e-5)
+    assert (x.cpu() - ref).abs().max() <= coefs[3] * 1e-6 + 8 * torch.finfo(torch.float32).eps * scale
+    assert not p.any()
 
 
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
@@ -124,14 +124,15 @@ def test_graph_replay_draws_fresh_noise(backend):
     h = torch.zeros_like(x)
     seed, step = torch.tensor([7], device=DEV), torch.tensor([0], device=DEV)
     coefs = langevin_coefs(0.0, 1.0, 1.0, device=DEV)  # x <- x + z
+    p, mult = torch.zeros_like(x), torch.ones(n, 2, device=DEV)
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):  # warm up (compiles Triton) outside the capture
-        langevin_step_(x, h, coefs, seed=seed, step=step, sample_ids=ids, backend=backend)
+        sampler_update_(x, p, h, coefs, mult, seed=seed, step=step, sample_ids=ids, backend=backend)
     torch.cuda.current_stream().wait_stream(s)
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        langevin_step_(x, h, coefs, seed=seed, step=step, sample_ids=ids, backend=backend)
+        sampler_update_(x, p, h, coefs, mult, seed=seed, step=step, sample_ids=ids, backend=backend)
     draws = []
     for t in range(3):
         x.zero_()
@@ -162,26 +163,26 @@ def test_fixture_models_fused_on_gpu(variant, backend):
 @pytest.mark.parametrize("steps_per_graph", [1, 5, 10_000])
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
 def test_graphed_loop_equals_fused_loop(backend, steps_per_graph):
-    """A graph of one step replayed L*T times, of 5 steps (plus a one-step remainder), or of the whole run,
-    gives the un-graphed fused loop's samples (same stream)."""
+    """Annealed Langevin's table from a graph of one step replayed L*T + 1 times, of 5 steps (plus one-step
+    remainders), or of the whole run, gives the un-graphed fused loop's samples (same stream)."""
     skip_unless_backend(backend, DEV)
     from ncsn_fast.ops.philox import INIT_STEP, philox_uniform_ref
-    from ncsn_fast.sampling import GraphedLangevin, anneal_langevin_fused, model_raw_score
+    from ncsn_fast.sampling import Denoiser, GraphedProgram, ald_program, run_program
     model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
                                  config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"), device=DEV)
     set_backend(model, backend)
     ids = torch.arange(4, device=DEV)
     x0 = philox_uniform_ref(1, INIT_STEP, ids.cpu(), 3072).view(4, 3, 32, 32).to(DEV)
-    sig = cfg.sampling_sigmas()[::10]
-    kw = dict(n_steps_each=2, step_lr=cfg.sampling.step_lr, seed=1, sample_ids=ids,
-              score_scales=model.score_scales()[: len(sig)], denoise=True)
-    fused, _ = anneal_langevin_fused(model_raw_score(model), x0, sig, backend=backend, **kw)
-    loop = GraphedLangevin(model, 4, (3, 32, 32), backend=backend, steps_per_graph=steps_per_graph)
+    sig = cfg.sampling_sigmas()[::10]  # levels 0..len-1 of the network, at these sigma
+    prog = ald_program(sig, n_steps_each=2, step_lr=cfg.sampling.step_lr, denoise=True)
+    den = Denoiser.from_model(model)
+    fused = run_program(prog, den, x0, seed=1, sample_ids=ids, backend=backend)
+    loop = GraphedProgram(den, 4, (3, 32, 32), DEV, backend=backend, steps_per_graph=steps_per_graph)
     counted = []
-    graphed = loop(x0, sig, progress=counted.append, **kw)
+    graphed = loop(prog, x0, seed=1, sample_ids=ids, progress=counted.append)
     assert (graphed - fused).abs().max() <= 1e-5 * fused.abs().max()
-    assert sum(counted) == len(sig) * 2 + 1 and int(loop.step) == len(sig) * 2
-    assert torch.equal(loop(x0, sig, **kw), graphed)  # replays again from a reset state
+    assert sum(counted) == len(sig) * 2 + 1 and int(loop.r) == len(sig) * 2 + 1
+    assert torch.equal(loop(prog, x0, seed=1, sample_ids=ids), graphed)  # replays again from a reset state
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
@@ -290,9 +291,9 @@ NCSNPP = ["ncsnpp_cifar10_cont_nf8", "ncsnpp_cifar10_discrete_nf8", "ncsnpp_chur
 
 
 def _ncsnpp(variant):
-    from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp
+    from ncsn_fast import load_checkpoint
     npp = fixture_path("ncsnpp")
-    model, _, _ = load_ncsnpp(npp / f"{variant}_checkpoint.pth", npp / f"{variant}_config.json")
+    model, _ = load_checkpoint(npp / f"{variant}_checkpoint.pth", npp / f"{variant}_config.json")
     io = torch.load(npp / f"{variant}_model_io.pt", weights_only=True)
     want = io["float64_output"]["out_with_float32_sigmas_buffer"] if "discrete" in variant else io["out"]
     return model, io, want
@@ -303,7 +304,7 @@ def _ncsnpp(variant):
 def test_ncsnpp_fused_on_gpu_gives_the_original_outputs(variant, backend):
     """The NCSN++ fast copy on the GPU (group_norm_act, SDPA attention, channels_last) against the original's
     outputs (TF32 off: float32 convolutions)."""
-    from ncsn_fast.sampling.prepare import fast_copy
+    from ncsn_fast.models.fast_copy import fast_copy
     skip_unless_backend(backend, DEV)
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False

@@ -27,7 +27,7 @@ before = libc.mallinfo2().hblks
 big = torch.empty(16 * 2 ** 20)  # 64 MB: above glibc's largest mmap threshold (32 MB), so mmap'd by default
 mmapped = libc.mallinfo2().hblks - before
 del big
-from ncsn_fast.bench import published_ncsnv2
+from ncsn_fast.bench.forward import published_ncsnv2
 from ncsn_fast.models import build_model
 model = build_model(published_ncsnv2("CIFAR10", 16)).eval()
 x, y = torch.rand(32, 3, 32, 32), torch.zeros(32, dtype=torch.long)

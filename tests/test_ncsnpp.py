@@ -9,17 +9,17 @@ import pytest
 import torch
 from conftest import FIXTURES
 
-from ncsn_fast import sample
+from ncsn_fast import load_checkpoint, sample
+from ncsn_fast.config import published_ncsnpp_configs as published_configs
 from ncsn_fast.errors import CheckpointError
 from ncsn_fast.models.ncsnpp import NCSNpp
-from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp, published_configs
 
 NPP = FIXTURES / "ncsnpp"
 VARIANTS = ["ncsnpp_cifar10_cont_nf8", "ncsnpp_cifar10_discrete_nf8", "ncsnpp_church_nf8_img64"]
 
 
 def _load(variant, **kw):
-    return load_ncsnpp(NPP / f"{variant}_checkpoint.pth", NPP / f"{variant}_config.json", **kw)
+    return load_checkpoint(NPP / f"{variant}_checkpoint.pth", NPP / f"{variant}_config.json", return_info=True, **kw)
 
 
 @pytest.mark.parametrize("path", sorted((NPP / "keys").glob("*.json")), ids=lambda p: p.stem)
@@ -58,17 +58,17 @@ def test_safe_loading_refuses_other_globals(tmp_path):
     bad = tmp_path / "bad.pth"
     torch.save(obj, bad)
     with pytest.raises(CheckpointError, match="refused to load"):
-        load_ncsnpp(bad, NPP / "ncsnpp_cifar10_cont_nf8_config.json")
+        load_checkpoint(bad, NPP / "ncsnpp_cifar10_cont_nf8_config.json")
     bad.write_bytes(pickle.dumps({"model": 1})[:5])
     with pytest.raises(CheckpointError, match="cannot read"):
-        load_ncsnpp(bad, NPP / "ncsnpp_cifar10_cont_nf8_config.json")
+        load_checkpoint(bad, NPP / "ncsnpp_cifar10_cont_nf8_config.json")
 
 
 def test_wrong_or_missing_config_is_one_clear_error():
     with pytest.raises(CheckpointError, match="does not match the config .*published config cifar10_ncsnpp_continuous"):
-        load_ncsnpp(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth", "cifar10_ncsnpp_continuous")
+        load_checkpoint(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth", "cifar10_ncsnpp_continuous")
     with pytest.raises(CheckpointError, match="a published name"):
-        load_ncsnpp(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth", "no_such_config")
+        load_checkpoint(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth", "no_such_config")
 
 
 @pytest.mark.parametrize("variant", VARIANTS[:2])
@@ -145,7 +145,7 @@ def test_cli_batch_mean_keeps_the_original_rule(tmp_path, capsys):
     import numpy as np
 
     from ncsn_fast.cli import main
-    from ncsn_fast.sampling.samplers import SamplerSettings
+    from ncsn_fast.sampling.plan import SamplerSettings
     ckpt = str(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth")
     common = ["--checkpoint", ckpt, "-n", "3", "--seed", "5", "--steps", "4", "--quiet"]
     assert main(["sample", *common, "--batch-mean", "--out", str(tmp_path / "m")]) == 0
@@ -153,7 +153,7 @@ def test_cli_batch_mean_keeps_the_original_rule(tmp_path, capsys):
     assert main(["sample", *common, "--out", str(tmp_path / "p")]) == 0
     got = np.load(tmp_path / "m" / "samples.npz")["arr_0"]
     assert not np.array_equal(got, np.load(tmp_path / "p" / "samples.npz")["arr_0"])
-    model, cfg, _ = load_ncsnpp(ckpt)
+    model, cfg = load_checkpoint(ckpt)
     x = sample(model, n=3, seed=5, sampler=SamplerSettings("pc", steps=4, snr=cfg["sampling"]["snr"],
                                                            batch_mean=True), progress=False)
     want = (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -8,16 +8,16 @@ import pytest
 import torch
 from conftest import FIXTURES, skip_unless_backend
 
+from ncsn_fast import load_checkpoint
 from ncsn_fast.models import set_backend
 from ncsn_fast.models.ncsnpp_layers import fir_kernel, upfirdn2d
-from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp
 
 NPP = FIXTURES / "ncsnpp"
 VARIANTS = ["ncsnpp_cifar10_cont_nf8", "ncsnpp_cifar10_discrete_nf8", "ncsnpp_church_nf8_img64"]
 
 
 def _case(variant):
-    model, _, _ = load_ncsnpp(NPP / f"{variant}_checkpoint.pth", NPP / f"{variant}_config.json")
+    model, _ = load_checkpoint(NPP / f"{variant}_checkpoint.pth", NPP / f"{variant}_config.json")
     io = torch.load(NPP / f"{variant}_model_io.pt", weights_only=True)
     want = io["float64_output"]["out_with_float32_sigmas_buffer"] if "discrete" in variant else io["out"]
     return model, io["x"], io["labels"], want
@@ -48,7 +48,7 @@ def test_fused_network_gives_the_original_outputs(variant, backend, channels_las
 def test_fused_bfloat16_within_its_precision(variant):
     """bf16 weights and activations (8 bits of mantissa) through ~20 layers: a few percent of the output's scale,
     the same as PyTorch's own ops in bf16."""
-    from ncsn_fast.sampling.prepare import fast_copy
+    from ncsn_fast.models.fast_copy import fast_copy
     model, x, labels, want = _case(variant)
     fused = fast_copy(model, "cpu", torch.bfloat16, channels_last=True, backend="cpu")
     plain = fast_copy(model, "cpu", torch.bfloat16, channels_last=False, backend="torch")
@@ -78,7 +78,7 @@ def test_a_forward_copies_nothing_from_the_host_after_the_first(variant, monkeyp
     """What makes the forward capturable in a CUDA graph: after a first (warm-up) call, nothing is built on the
     host and moved over (the FIR filters are made once per device and dtype)."""
     import ncsn_fast.models.ncsnpp_layers as layers
-    from ncsn_fast.sampling.prepare import fast_copy
+    from ncsn_fast.models.fast_copy import fast_copy
     model, x, labels, _ = _case(variant)
     fused = fast_copy(model, "cpu", torch.float32, True, "cpu")
     with torch.no_grad():
@@ -96,10 +96,10 @@ def test_a_forward_copies_nothing_from_the_host_after_the_first(variant, monkeyp
 def test_device_state_loop_equals_fused_loop(variant, name):
     """The steps a CUDA graph holds (GraphedProgram uncaptured: sigma and the level read from the device-side
     table) on the fused NCSN++ == the fused loop, bit for bit, a second run included."""
-    from ncsn_fast.ncsnpp_checkpoints import ScoreSdeConfig
+    from ncsn_fast.config import ScoreSdeConfig
+    from ncsn_fast.models.fast_copy import fast_copy
     from ncsn_fast.sampling import Denoiser, SamplerSettings, plan
-    from ncsn_fast.sampling.prepare import fast_copy
-    from ncsn_fast.sampling.program import GraphedProgram, run_program
+    from ncsn_fast.sampling.table import GraphedProgram, run_program
     model, _, _, _ = _case(variant)
     fast = fast_copy(model, "cpu", torch.float32, True, "cpu")
     den = Denoiser.from_ncsnpp(fast, torch.float32, True)

@@ -8,12 +8,13 @@ import pytest
 import torch
 from conftest import FIXTURES
 
-from ncsn_fast.checkpoints import strip_prefix
+from ncsn_fast import load_checkpoint
+from ncsn_fast.checkpoints import read
+from ncsn_fast.checkpoints.ncsnpp_infer import infer_config
 from ncsn_fast.cli import main
+from ncsn_fast.config import published_ncsnpp_configs as published_configs
 from ncsn_fast.errors import CheckpointError
 from ncsn_fast.models.ncsnpp import NCSNpp, ve_sigmas
-from ncsn_fast.ncsnpp_checkpoints import load_ncsnpp, published_configs, read_file
-from ncsn_fast.ncsnpp_infer import infer_config
 
 NPP = FIXTURES / "ncsnpp"
 VARIANTS = ["ncsnpp_cifar10_cont_nf8", "ncsnpp_cifar10_discrete_nf8", "ncsnpp_church_nf8_img64"]
@@ -45,7 +46,7 @@ def test_published_layouts_are_recognised(path):
 def test_fixture_networks_from_their_weights_alone(variant):
     """The inferred config builds the network that gives the original outputs (EMA weights), and agrees with the
     fixture's config on the architecture and the image size."""
-    model, cfg, info = load_ncsnpp(NPP / f"{variant}_checkpoint.pth")
+    model, cfg, info = load_checkpoint(NPP / f"{variant}_checkpoint.pth", return_info=True)
     true = json.loads((NPP / f"{variant}_config.json").read_text())["config"]
     assert {k: cfg["model"][k] for k in ARCH} == {k: true["model"][k] for k in ARCH}
     assert cfg["data"]["image_size"] == true["data"]["image_size"]
@@ -59,7 +60,7 @@ def test_fixture_networks_from_their_weights_alone(variant):
 
 
 def test_image_size_given_moves_the_attention():
-    state = strip_prefix(read_file(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth")["model"])
+    state = read(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth").state
     cfg, source, note = infer_config(state, published_configs(), image_size=64)
     assert cfg["data"]["image_size"] == 64 and cfg["model"]["attn_resolutions"] == [32]
     assert note.startswith("assumed") and "attention at 16x16" not in note
@@ -68,7 +69,7 @@ def test_image_size_given_moves_the_attention():
 
 
 def test_what_cannot_be_inferred_is_one_clear_error():
-    state = strip_prefix(read_file(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth")["model"])
+    state = read(NPP / "ncsnpp_cifar10_cont_nf8_checkpoint.pth").state
     attn = next(k.split(".")[1] for k in state if k.endswith("NIN_3.W"))
     broken = {k: v for k, v in state.items() if not k.startswith(f"all_modules.{attn}.")}
     with pytest.raises(CheckpointError, match="cannot infer the NCSN\\+\\+ config .*give --config"):
@@ -81,7 +82,7 @@ def test_what_cannot_be_inferred_is_one_clear_error():
 def test_info_on_the_checkpoint_alone(variant, capsys):
     assert main(["info", str(NPP / f"{variant}_checkpoint.pth")]) == 0
     text = capsys.readouterr().out
-    model, cfg, _ = load_ncsnpp(NPP / f"{variant}_checkpoint.pth", NPP / f"{variant}_config.json")
+    model, cfg = load_checkpoint(NPP / f"{variant}_checkpoint.pth", NPP / f"{variant}_config.json")
     m = cfg["model"]
     assert "config          inferred from the weights" in text
     assert f"NCSN++ (VE), {'continuous' if m['embedding_type'] == 'fourier' else 'discrete'}" in text

@@ -9,7 +9,7 @@ from conftest import fixture_path, skip_unless_backend
 from ncsn_fast import load_checkpoint
 from ncsn_fast.models import set_backend
 from ncsn_fast.sampling import Denoiser, GraphedProgram, SamplerSettings, plan, run_program, sample
-from ncsn_fast.sampling.runner import ProgramSampler, reference_start
+from ncsn_fast.sampling.run import Sampler
 
 FIXED_STEP = {"euler": {"steps": 4}, "heun": {"steps": 3}, "edm": {"steps": 3, "s_tmax": 50.0},
               "dpmpp-2m": {"steps": 4}, "cas": {"steps": 6, "step_lr": 9e-5}, "pc": {"steps": 3}}
@@ -97,7 +97,7 @@ def test_x_init_replaces_the_start(v2):
     model, cfg = v2
     den = Denoiser.from_model(model)
     p = plan(SamplerSettings("euler", steps=3), den, cfg)
-    start = reference_start(den, p, 11, torch.arange(2), cfg.image_shape)
+    start = p.initial_state(den, 11, torch.arange(2), cfg.image_shape, "cpu", reference=True)
     own = sample(model, cfg, 2, sampler="euler", steps=3, seed=11, progress=False)
     given = sample(model, cfg, 2, sampler="euler", steps=3, seed=0, x_init=start, progress=False)
     assert torch.equal(own, given)
@@ -167,7 +167,7 @@ def test_evaluation_counts(v2):
     counts = {name: plan(SamplerSettings(name, steps=10, step_lr=8e-5), den, cfg).evals
               for name in ("euler", "heun", "edm", "dpmpp-2m", "cas", "pc")}
     assert counts == {"euler": 10, "heun": 19, "edm": 19, "dpmpp-2m": 10, "cas": 11, "pc": 20}
-    fs = ProgramSampler(model, cfg, SamplerSettings("heun", steps=3), backend="cpu")
+    fs = Sampler(model, cfg, SamplerSettings("heun", steps=3), backend="cpu")
     ticks = []
     fs(torch.arange(2), ticks.append)
     assert sum(ticks) == fs.evals == 5

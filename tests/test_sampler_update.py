@@ -1,10 +1,12 @@
-"""sampler_update_: every backend x labelled shapes x dtypes x layouts against the PyTorch reference."""
+"""sampler_update_: every backend x labelled shapes x dtypes x layouts against the PyTorch reference; annealed
+Langevin's row of it against the Langevin update it replaces, bit for bit."""
 
 import pytest
 import torch
 from conftest import skip_unless_backend
 
-from ncsn_fast.ops import philox_normal, philox_normal_ref
+from ncsn_fast.ops import langevin_coefs, philox_normal, philox_normal_ref
+from ncsn_fast.ops._backends import why_not
 from ncsn_fast.ops.sampler_update import sampler_update_, sampler_update_ref
 
 BACKENDS = ["torch", "cpu", "triton"]
@@ -107,3 +109,48 @@ def test_opcheck():
     from ncsn_fast.ops.sampler_update import _sampler_update_op
     args = (x0.clone(), p0.clone(), h, torch.tensor([3]), torch.tensor([1]), torch.arange(2), COEFS, mult, "cpu")
     torch.library.opcheck(_sampler_update_op, args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_langevin_row_is_the_langevin_update(backend, shape, dtype, channels_last):
+    """Annealed Langevin's row {1, a c, 0, b, 0, 0, 0, c}: x + (a c) h + b z in float32, in that order, bit for bit
+    (on the CPU backends: no FMA contraction), with the stream's z; p, all its coefficients zero, stays zero."""
+    skip_unless_backend(backend)
+    x0, _, h, _ = _inputs(shape, dtype, channels_last)
+    ids = torch.arange(10, 10 + shape[0])
+    coefs = langevin_coefs(step_size=0.37, score_scale=1 / 0.2)  # NCSNv2-like c = 1/sigma
+    a, c = torch.tensor(0.37), torch.tensor(1 / 0.2)
+    assert coefs[1] == a * c and coefs[3] == torch.tensor((2 * 0.37) ** 0.5)  # a c rounded as float32 arithmetic
+    x, p = x0.clone(), torch.zeros(shape)
+    sampler_update_(x, p, h, coefs, torch.ones(shape[0], 2), seed=1234, step=77, sample_ids=ids, backend=backend)
+    z = philox_normal(1234, 77, ids, x0[0].numel(), backend=backend).view(shape)
+    assert torch.equal(x, (x0 + coefs[1] * h.float()) + coefs[3] * z)
+    assert not p.any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_update_independent_of_batch(backend):
+    skip_unless_backend(backend)
+    x0, h = torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4)
+    coefs = langevin_coefs(0.1)
+    full = x0.clone()
+    sampler_update_(full, torch.zeros_like(x0), h, coefs, torch.ones(5, 2), seed=1, step=3, sample_ids=torch.arange(5),
+                    backend=backend)
+    part = x0[[3, 1]].clone()
+    sampler_update_(part, torch.zeros_like(part), h[[3, 1]], coefs, torch.ones(2, 2), seed=1, step=3,
+                    sample_ids=torch.tensor([3, 1]), backend=backend)
+    assert torch.equal(part, full[[3, 1]])
+
+
+def test_seed_and_step_from_tensors():
+    backend = "cpu" if not why_not("cpu", torch.device("cpu")) else "torch"
+    outs = []
+    for seed, step in ((torch.tensor([3]), torch.tensor([1])), (3, 1)):
+        x = torch.zeros(2, 1, 2, 2)
+        sampler_update_(x, torch.zeros_like(x), torch.ones(2, 1, 2, 2), langevin_coefs(0.5), torch.ones(2, 2),
+                        seed=seed, step=step, sample_ids=torch.arange(2), backend=backend)
+        outs.append(x)
+    assert torch.equal(*outs)

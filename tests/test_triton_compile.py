@@ -23,5 +23,5 @@ def test_every_triton_kernel_compiles_for_sm90():
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     compiled = [line for line in proc.stdout.splitlines() if line.startswith("ok ")]
-    # every kernel x dtype x flag the launchers use (10 kernels, 90 variants)
-    assert len(compiled) >= 90 and f"{len(compiled)} compiled, 0 failed" in proc.stdout, out[-4000:]
+    # every kernel x dtype x flag the launchers use (9 kernels, 78 variants)
+    assert len(compiled) >= 78 and f"{len(compiled)} compiled, 0 failed" in proc.stdout, out[-4000:]

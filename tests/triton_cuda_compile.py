@@ -25,7 +25,6 @@ from ncsn_fast.kernels.elu import _elu_kernel  # noqa: E402
 from ncsn_fast.kernels.group_norm_act import _apply_kernel as _gn_apply_kernel  # noqa: E402
 from ncsn_fast.kernels.group_norm_act import _stats_kernel as _gn_stats_kernel  # noqa: E402
 from ncsn_fast.kernels.instance_norm_plus import _apply_kernel, _coef_kernel, _stats_kernel  # noqa: E402
-from ncsn_fast.kernels.langevin_step import _langevin_step_kernel  # noqa: E402
 from ncsn_fast.kernels.philox import _philox_kernel  # noqa: E402
 from ncsn_fast.kernels.pool import _pool5x5_kernel  # noqa: E402
 from ncsn_fast.kernels.sampler_update import _sampler_update_kernel  # noqa: E402
@@ -69,12 +68,6 @@ def cases():
                 "X": "*fp32", "P": "*fp32", "H": f"*{dt}", "IDS": "*i64", "SEED": "*i64", "STEP": "*i64",
                 "COEFS": "*fp32", "MULT": "*fp32", "numel": "i32", "hw": "i32", "C": "i32",
                 "CHANNELS_LAST": "constexpr", "BLOCK_Q": "constexpr"}, {"CHANNELS_LAST": cl, "BLOCK_Q": 256}
-            for stats in (False, True):
-                yield f"langevin_step h={dt} cl={cl} stats={stats}", _langevin_step_kernel, {
-                    "X": "*fp32", "H": f"*{dt}", "IDS": "*i64", "SEED": "*i64", "STEP": "*i64", "COEFS": "*fp32",
-                    "STATS": "*fp32", "numel": "i32", "hw": "i32", "C": "i32", "CHANNELS_LAST": "constexpr",
-                    "WITH_STATS": "constexpr", "BLOCK_Q": "constexpr"}, \
-                    {"CHANNELS_LAST": cl, "WITH_STATS": stats, "BLOCK_Q": 256}
     yield "norm coef", _coef_kernel, {"MU": "*fp32", "ALPHA": "*fp32", "AM": "*fp32", "C": "i32",
                                       "param_stride": "i32", "eps": "fp32", "BLOCK_C": "constexpr"}, {"BLOCK_C": 256}
     for words in (False, True):

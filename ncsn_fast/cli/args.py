@@ -52,26 +52,20 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA ones")
 
 
+def checkpoint_path(args) -> str:
+    """--checkpoint, or the built-in digits model's."""
+    if args.checkpoint is not None:
+        return args.checkpoint
+    from ..digits import builtin_checkpoint
+    return str(builtin_checkpoint())
+
+
 def load_model(args):
-    """(model, config, info) of --checkpoint (default: the built-in digits model): a checkpoint of the original
-    NCSN / NCSNv2 code or ours, or of the score-SDE code (NCSN++: --config NAME or a JSON file, else inferred
-    from the weights)."""
-    from ..checkpoints import CheckpointInfo, load_checkpoint
-    from ..errors import CheckpointError
-    if args.checkpoint is None:
-        from ..digits import builtin_checkpoint
-        args.checkpoint = str(builtin_checkpoint())
-    try:
-        return load_checkpoint(args.checkpoint, config=args.config, ema=not args.no_ema,
-                               image_size=args.image_size, sigma_begin=args.sigma_begin,
-                               sigma_end=args.sigma_end, return_info=True)
-    except CheckpointError:
-        from ..ncsnpp_checkpoints import ScoreSdeConfig, is_score_sde_checkpoint, load_ncsnpp
-        if not is_score_sde_checkpoint(args.checkpoint):
-            raise
-    model, cfg, info = load_ncsnpp(args.checkpoint, args.config, ema=not args.no_ema, image_size=args.image_size)
-    return model, ScoreSdeConfig(cfg), CheckpointInfo(info.path, "score-SDE", info.config_source, info.has_ema,
-                                                      info.ema_applied, info.step, info.config_note)
+    """(model, config, info) of --checkpoint (default: the built-in digits model), whichever format and family
+    (ncsn_fast.load_checkpoint)."""
+    from ..checkpoints import load_checkpoint
+    return load_checkpoint(checkpoint_path(args), config=args.config, ema=not args.no_ema, image_size=args.image_size,
+                           sigma_begin=args.sigma_begin, sigma_end=args.sigma_end, return_info=True)
 
 
 def check_out_dir(out: Path, create: bool = False) -> None:
@@ -135,8 +129,8 @@ def nonnegative_float(text: str) -> float:
 
 
 def add_sampler_args(p: argparse.ArgumentParser) -> None:
-    """--sampler and its options (sampling/samplers.py); --n-steps-each / --step-lr / --denoise are the others'."""
-    from ..sampling.samplers import SAMPLERS
+    """--sampler and its options (sampling/plan.py), ald's --n-steps-each / --step-lr / --denoise among them."""
+    from ..sampling.plan import SAMPLERS
 
     p.add_argument("--sampler", choices=list(SAMPLERS), default=None,
                    help="default: ald (the original annealed Langevin dynamics) for NCSN / NCSNv2, pc for NCSN++; " +
@@ -151,72 +145,54 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-mean", action="store_true", help="pc: the corrector's step size from the batch means "
                    "of the norms, as the score-SDE code does (a sample then depends on its batch; default: per "
                    "sample)")
+    p.add_argument("--n-steps-each", type=positive_int, help="ald: Langevin steps per noise level")
+    p.add_argument("--step-lr", type=positive_float, help="ald, cas: step size epsilon")
+    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
+                   help="ald, cas, pc, ode: final denoising step (default: the config's for ald, on for the others)")
 
 
-def sampler_settings(args, model=None, cfg=None):
+def sampler_settings(args, cfg):
     """The SamplerSettings of the command line (no --sampler: ald, or for an NCSN++ the score-SDE code's pc with
-    its config's snr); sampler options given to ald are refused by name."""
-    from ..sampling.samplers import SamplerSettings
+    its config's snr); an option given to a sampler that does not take it is refused, by its flag."""
+    from ..sampling.plan import SamplerSettings
 
     options = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
                "churn": args.churn, "snr": args.snr}
     given = {k: v for k, v in options.items() if v is not None}
-    from ..models import is_ncsnpp
-    if args.sampler is None:
-        args.sampler = "pc" if is_ncsnpp(model) else "ald"
-        if args.sampler == "pc" and args.snr is None and getattr(cfg.sampling, "snr", None) is not None:
+    name = args.sampler
+    if name is None:
+        name = "pc" if cfg.family == "ncsnpp" else "ald"
+        if name == "pc" and args.snr is None and getattr(cfg.sampling, "snr", None) is not None:
             given["snr"] = cfg.sampling.snr
     if args.batch_mean:
-        if args.sampler != "pc":
-            raise NcsnError(f"--batch-mean sets pc's corrector step, not {args.sampler}'s")
+        if name != "pc":
+            raise NcsnError(f"--batch-mean sets pc's corrector step, not {name}'s")
         given["batch_mean"] = True
-    if args.sampler == "ald":
-        if given:
-            flags = ", ".join("--" + k.replace("_", "-") for k in given)
-            raise NcsnError(f"{flags} set the other samplers (--sampler); ald takes --n-steps-each, --step-lr")
-        return SamplerSettings("ald")
-    if args.n_steps_each is not None:
-        raise NcsnError(f"--n-steps-each sets ald's Langevin steps; {args.sampler} takes --steps")
-    if args.sampler not in ("cas",) and args.step_lr is not None:
-        raise NcsnError(f"--step-lr sets ald's and cas's step size, not {args.sampler}'s")
-    if args.sampler not in ("cas", "pc", "ode") and args.denoise is not None:
-        raise NcsnError(f"--[no-]denoise applies to ald, cas, pc and ode, not {args.sampler} (it ends at sigma = 0)")
+    if name == "ald" and given:
+        flags = ", ".join("--" + k.replace("_", "-") for k in given)
+        raise NcsnError(f"{flags} set the other samplers (--sampler); ald takes --n-steps-each, --step-lr")
+    if name != "ald" and args.n_steps_each is not None:
+        raise NcsnError(f"--n-steps-each sets ald's Langevin steps; {name} takes --steps")
+    if name not in ("ald", "cas") and args.step_lr is not None:
+        raise NcsnError(f"--step-lr sets ald's and cas's step size, not {name}'s")
+    if name not in ("ald", "cas", "pc", "ode") and args.denoise is not None:
+        raise NcsnError(f"--[no-]denoise applies to ald, cas, pc and ode, not {name} (it ends at sigma = 0)")
     try:
-        return SamplerSettings(args.sampler, step_lr=args.step_lr, denoise=args.denoise, **given)
+        return SamplerSettings(name, n_steps_each=args.n_steps_each, step_lr=args.step_lr, denoise=args.denoise,
+                               **given)
     except ValueError as e:
         raise NcsnError(str(e)) from None
 
 
-def describe_sampler(settings, model, cfg, n_steps_each=None, denoise=None) -> str:
-    """The sampler, its schedule and its evaluations per sample, as one phrase; NcsnError if it cannot run here."""
-    from ..models import is_ncsnpp
-    ncsnpp = is_ncsnpp(model)
-    if settings.name == "ald" and ncsnpp:
-        raise NcsnError("annealed Langevin (ald) needs an NCSN / NCSNv2 config; an NCSN++ samples with pc (its "
-                        "default) or any other --sampler")
-    if settings.name == "ald":
-        s = cfg.sampling
-        t, d, levels = n_steps_each or s.n_steps_each, s.denoise if denoise is None else denoise, cfg.model.num_classes
-        return (f"ald ({levels} levels x {t} steps{' + denoising' if d else ''}): "
-                f"{levels * t + int(d)} network evaluations per sample")
-    from ..sampling import Denoiser, plan
-    try:
-        den = Denoiser.from_ncsnpp(model) if ncsnpp else Denoiser.from_model(model)
-        return plan(settings, den, cfg).summary
-    except ValueError as e:
-        raise NcsnError(str(e)) from None
-
-
-def dtype_arg(text: str, device, model=None, quiet: bool = False):
-    """--dtype resolved for `device` and `model`: (torch dtype, why); a warning line on stderr where it will be
-    slow. For an NCSN++ auto is float32 (its bfloat16 outputs are ~1 % off; given on request)."""
+def dtype_arg(text: str, device, cfg, quiet: bool = False):
+    """--dtype resolved for `device` and the model of config `cfg`: (torch dtype, why); a warning line on stderr
+    where it will be slow. For an NCSN++ auto is float32 (its bfloat16 outputs are ~1 % off; given on request)."""
     import sys
 
     import torch
 
     from ..machine import resolve_dtype
-    from ..models import is_ncsnpp
-    if is_ncsnpp(model) and text == "auto":
+    if cfg.family == "ncsnpp" and text == "auto":
         return torch.float32, "auto: NCSN++ in float32"
     try:
         dtype, why, warning = resolve_dtype(text, device)

@@ -41,7 +41,7 @@ def run(args) -> int:
     device = device_arg(args.device)
     command = "ncsn-fast " + shlex.join(args.argv)
     if args.suite == "quality":
-        from ..bench_quality import run_and_write
+        from ..bench.quality import run_and_write
         paths = run_and_write(device, args.out, args.n, args.quick, command)
         print(paths[1].read_text())
         print("results: " + ", ".join(map(str, paths)))

@@ -12,11 +12,10 @@ from .args import (
     add_checkpoint_args,
     add_sampler_args,
     check_out_dir,
-    describe_sampler,
+    checkpoint_path,
     distributed_setup,
     dtype_arg,
     load_model,
-    positive_float,
     positive_int,
     positive_int_or,
     sampler_settings,
@@ -41,10 +40,6 @@ def add_parser(sub) -> None:
                    help="images per shard, the unit of work and of resumption (default 1000)")
     p.add_argument("--seed", type=int, default=0)
     add_sampler_args(p)
-    p.add_argument("--n-steps-each", type=positive_int, help="ald: Langevin steps per noise level")
-    p.add_argument("--step-lr", type=positive_float, help="ald, cas: step size epsilon")
-    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
-                   help="ald, cas, pc: final denoising step (default: the config's for ald, on for the others)")
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="network precision (the sampler's state stays float32); auto: bfloat16 on a CPU that "
                    "computes it natively (AVX512_BF16 / AMX), float32 elsewhere; the manifest records the one run")
@@ -109,19 +104,23 @@ def _generate(args, batch_arg, out: Path) -> int:
     import dataclasses
 
     from .. import generate as gen
-    from ..sampling import FastSampler, ProgramSampler
+    from ..sampling import Sampler
 
     rank, world, device = distributed_setup(args.device)
     error, complete = None, False
     try:
         model, cfg, info = load_model(args)
-        dtype, why = dtype_arg(args.dtype, device, model, quiet=rank != 0)
-        sampler_cfg = sampler_settings(args, model, cfg)
-        how = describe_sampler(sampler_cfg, model, cfg, args.n_steps_each, args.denoise)
+        dtype, why = dtype_arg(args.dtype, device, cfg, quiet=rank != 0)
+        sampler_cfg = sampler_settings(args, cfg)
+        try:  # planned once, here: a setting the model cannot run is refused before anything is written
+            sampler = Sampler(model.to(device), cfg, sampler_cfg, seed=args.seed, device=device, dtype=dtype,
+                              backend=args.backend)
+        except ValueError as e:
+            raise NcsnError(str(e)) from None
         ald = sampler_cfg.name == "ald"
         s = cfg.sampling
         settings = gen.Settings(
-            checkpoint_sha256=gen.file_sha256(args.checkpoint), config=cfg.to_dict(), ema=info.ema_applied,
+            checkpoint_sha256=gen.file_sha256(checkpoint_path(args)), config=cfg.to_dict(), ema=info.ema_applied,
             n=args.n, seed=args.seed, n_steps_each=args.n_steps_each or s.n_steps_each,
             step_lr=args.step_lr if args.step_lr is not None and ald else s.step_lr,
             denoise=s.denoise if args.denoise is None or not ald else args.denoise,
@@ -151,14 +150,6 @@ def _generate(args, batch_arg, out: Path) -> int:
             print(f"{out} already holds all {args.n} images (manifest.json: complete); nothing to do")
         return 0
 
-    model = model.to(device)
-    if ald:
-        sampler = FastSampler(model, cfg, seed=settings.seed, n_steps_each=settings.n_steps_each,
-                              step_lr=settings.step_lr, denoise=settings.denoise, device=device,
-                              dtype=dtype, backend=args.backend)
-    else:
-        sampler = ProgramSampler(model, cfg, sampler_cfg, seed=settings.seed, device=device,
-                                 dtype=dtype, backend=args.backend)
     cap = min(4096, math.ceil(args.n / world))
     batch_size = (gen.auto_batch_size(sampler, cfg, device, cap) if batch_arg == "auto"
                   else min(batch_arg or s.batch_size, cap))
@@ -184,7 +175,7 @@ def _generate(args, batch_arg, out: Path) -> int:
         print(f"{args.n} images of {cfg.arch} ({made} made now) in {wall:.1f} s, {made / max(wall, 1e-9):.1f} img/s, "
               f"batch {batch_size} x {world} process{'es' if world > 1 else ''}; device waited on writing "
               f"{100 * waited / max(wall, 1e-9):.2f} % of the time -> {out}/ ({', '.join(outputs)})\n"
-              f"sampler: {how}; network in {settings.dtype} ({why})")
+              f"sampler: {sampler.summary}; network in {settings.dtype} ({why})")
     if world > 1:
         import torch.distributed as dist
         dist.barrier()

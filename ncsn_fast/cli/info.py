@@ -14,9 +14,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from ..errors import CheckpointError
-    from ..models import is_ncsnpp
-    from ..sampling import Denoiser, langevin_schedule
-    from ..sampling.samplers import supported
+    from ..sampling import Denoiser, langevin_schedule, supported
 
     try:
         model, cfg, info = load_model(args)
@@ -24,7 +22,7 @@ def run(args) -> int:
         if "no config given" not in str(e):
             raise
         return _bare(args.checkpoint)
-    if is_ncsnpp(model):
+    if cfg.family == "ncsnpp":
         return _ncsnpp(model, cfg, info)
     sig = cfg.sampling_sigmas()
     s = cfg.sampling
@@ -78,14 +76,13 @@ def _bare(path: str) -> int:
 
 
 def _ncsnpp(model, cfg, info) -> int:
-    from ..sampling import Denoiser
-    from ..sampling.samplers import supported
+    from ..sampling import Denoiser, supported
 
-    m, d, s = cfg.raw["model"], cfg.raw["data"], cfg.raw.get("sampling", {})
+    m, d, s = cfg["model"], cfg["data"], cfg.get("sampling", {})
     sig = model.sigmas
     kind = "continuous (Gaussian Fourier embedding of sigma)" if model.embedding_type == "fourier" else \
         "discrete (positional embedding of the level)"
-    _print(info, "score-SDE", model,
+    _print(info, info.layout, model,
            architecture=f"NCSN++ (VE), {kind}, nf {m['nf']}, ch_mult {tuple(m['ch_mult'])}, "
                         f"{m['num_res_blocks']} {m['resblock_type']} res blocks per level, attention at "
                         f"{', '.join(map(str, m['attn_resolutions']))}, progressive {m['progressive']} / input "

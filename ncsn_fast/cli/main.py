@@ -23,7 +23,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ncsn-fast", description="Train and sample Noise Conditional Score Networks.")
+    parser = _Parser(prog="ncsn-fast",
+                     description="Train and sample Noise Conditional Score Networks (NCSN, NCSNv2, NCSN++).")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     for command in COMMANDS:
         command.add_parser(sub)

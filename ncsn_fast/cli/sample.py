@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 import warnings
 from pathlib import Path
 
 import yaml
 
+from ..errors import NcsnError
 from .args import (
     add_checkpoint_args,
     add_sampler_args,
     check_out_dir,
-    describe_sampler,
     device_arg,
     dtype_arg,
     load_model,
-    positive_float,
     positive_int,
     sampler_settings,
 )
@@ -35,10 +33,6 @@ def add_parser(sub) -> None:
                    "default ./samples)")
     p.add_argument("--batch-size", type=positive_int, help="default: the config's sampling batch size")
     add_sampler_args(p)
-    p.add_argument("--n-steps-each", type=positive_int, help="ald: Langevin steps per noise level")
-    p.add_argument("--step-lr", type=positive_float, help="ald, cas: step size epsilon")
-    p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
-                   help="ald, cas, pc, ode: final denoising step (default: the config's for ald, on for the others)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--reference", action="store_true",
                    help="the algorithm as written, eager, torch RNG (for ald: in the original order, reproducing "
@@ -65,26 +59,24 @@ def run(args) -> int:
         to_uint8_nhwc,
     )
     from ..machine import SlowDtypeWarning
-    from ..sampling import sample
+    from ..sampling import draw, make_sampler
 
     out = Path(args.out)
     check_out_dir(out)
     device = device_arg(args.device)
     builtin = args.checkpoint is None
     model, cfg, info = load_model(args)
-    dtype, why = dtype_arg(args.dtype, device, model)
-    settings = sampler_settings(args, model, cfg)
-    model = model.to(device)
-    how = describe_sampler(settings, model, cfg, args.n_steps_each, args.denoise)
-    t0 = time.perf_counter()
-    ald = settings.name == "ald"
+    dtype, why = dtype_arg(args.dtype, device, cfg)
+    settings = sampler_settings(args, cfg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SlowDtypeWarning)  # dtype_arg said it, once
-        x = sample(model, cfg, args.n, sampler=settings, seed=args.seed, batch_size=args.batch_size,
-                   n_steps_each=args.n_steps_each, step_lr=args.step_lr if ald else None,
-                   denoise=args.denoise if ald else None, device=device, progress=not args.quiet,
-                   method="reference" if args.reference else "fast", dtype=dtype,
-                   backend=args.backend)
+        try:
+            runner = make_sampler(model.to(device), cfg, sampler=settings, seed=args.seed, device=device,
+                                  method="reference" if args.reference else "fast", dtype=dtype, backend=args.backend)
+        except ValueError as e:
+            raise NcsnError(str(e)) from None
+        t0 = time.perf_counter()
+        x = draw(runner, args.n, batch_size=args.batch_size, progress=not args.quiet)
     seconds = time.perf_counter() - t0
     images = to_uint8_nhwc(inverse_data_transform(x, cfg))
     save_npz(out / "samples.npz", images)
@@ -94,7 +86,7 @@ def run(args) -> int:
         (f" ({why})" if args.dtype == "auto" else "")
     what = "the built-in digits model" if builtin else info.config_source
     print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
-          f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {how}")
+          f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {runner.summary}")
     if builtin:
         from ..quality import describe, score_digits
         print(describe(score_digits(torch.from_numpy(images))))

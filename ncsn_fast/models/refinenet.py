@@ -124,6 +124,11 @@ class RefineNetScore(nn.Module):
         used_sigmas = self.sigmas[y].view(x.shape[0], *([1] * len(x.shape[1:])))
         return out / used_sigmas
 
+    def keep_dtype(self) -> tuple[str, ...]:
+        """Tensors that keep their dtype when the fast path casts the network to 16 bits: the float32 noise scales
+        (NCSNv2), whose reciprocals are the score scales the samplers apply to the raw output."""
+        return () if self.conditional else ("sigmas",)
+
     def score_scales(self) -> torch.Tensor:
         """Per level, the factor c with score = c * raw output: 1/sigma (float32) for NCSNv2, 1 for NCSN."""
         if self.conditional:

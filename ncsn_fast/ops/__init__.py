@@ -4,13 +4,13 @@ from ._backends import explain
 from .elu import elu, elu_ref
 from .group_norm_act import group_norm_act, group_norm_act_ref
 from .instance_norm_plus import cond_instance_norm_plus, instance_norm_plus, instance_norm_plus_ref
-from .langevin_step import langevin_coefs, langevin_step_, langevin_step_ref
 from .philox import philox_noise, philox_normal, philox_normal_ref, philox_words_ref
 from .pool import pool5x5, pool5x5_ref
+from .sampler_update import langevin_coefs, sampler_update_, sampler_update_ref
 
 __all__ = [
     "cond_instance_norm_plus", "elu", "elu_ref", "explain", "group_norm_act", "group_norm_act_ref",
     "instance_norm_plus", "instance_norm_plus_ref",
-    "langevin_coefs", "langevin_step_", "langevin_step_ref", "philox_noise", "philox_normal", "philox_normal_ref",
-    "philox_words_ref", "pool5x5", "pool5x5_ref",
+    "langevin_coefs", "philox_noise", "philox_normal", "philox_normal_ref", "philox_words_ref", "pool5x5",
+    "pool5x5_ref", "sampler_update_", "sampler_update_ref",
 ]

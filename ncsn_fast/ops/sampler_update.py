@@ -8,7 +8,8 @@ p_h), p an auxiliary float32 buffer (Heun's half step, DPM-Solver's previous den
 stream's normals for (seed, sample, step) drawn inside the kernel, coefs the float32 row
 {a_x, a_h, a_p, a_z, p_x, p_h, p_p, c} (c, the score scale, is not used here), and mult (N, 2) per-sample
 multipliers {m_h, m_z} (a Langevin corrector's step size; ones otherwise). Both outputs use the old x and
-p. Evaluated in float32 in the order written.
+p. Evaluated in float32 in the order written. Annealed Langevin's update x <- x + a c h + b z is the row
+{1, a c, 0, b, 0, 0, 0, c} (`langevin_coefs`): (1 x + (a c) h) + 0 p + b z is (x + (a c) h) + b z bit for bit.
 """
 
 from __future__ import annotations
@@ -16,10 +17,27 @@ from __future__ import annotations
 import torch
 
 from . import _backends
-from .langevin_step import H_DTYPES, _is_channels_last, _scalar_tensor
 from .philox import philox_normal_ref
 
 N_COEFS = 8
+H_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
+
+
+def langevin_coefs(step_size: float, score_scale: float = 1.0, noise_scale: float | None = None,
+                   device: str | torch.device = "cpu") -> torch.Tensor:
+    """The (8,) coefficient row of one annealed Langevin step x <- x + a c h + b z (b defaults to sqrt(2 a)): a_x 1,
+    a_h = a c rounded as float32 arithmetic (the product of the float32 step and score scale), a_z b, p untouched."""
+    b = (2.0 * step_size) ** 0.5 if noise_scale is None else noise_scale
+    a, c = torch.tensor([step_size, score_scale], dtype=torch.float32).unbind()
+    return torch.tensor([1.0, float(a * c), 0.0, b, 0.0, 0.0, 0.0, float(c)], dtype=torch.float32, device=device)
+
+
+def _is_channels_last(h: torch.Tensor) -> bool:
+    return h.dim() == 4 and not h.is_contiguous() and h.is_contiguous(memory_format=torch.channels_last)
+
+
+def _scalar_tensor(v, dtype, device) -> torch.Tensor:
+    return torch.as_tensor(v, dtype=dtype, device=device).reshape(1)
 
 
 def sampler_update_ref(x: torch.Tensor, p: torch.Tensor, h: torch.Tensor, coefs: torch.Tensor, mult: torch.Tensor,

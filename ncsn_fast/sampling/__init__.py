@@ -1,11 +1,12 @@
-"""Samplers: annealed Langevin dynamics (the default) and the modern ones (samplers.py); references, fast paths."""
+"""Samplers: annealed Langevin dynamics (the default for NCSN / NCSNv2) and the modern ones, each a paper function
+(the reference) and a table of fused updates (the fast path, in CUDA graphs on a GPU)."""
 
-from .api import FastSampler, model_score, sample
+from .api import draw, make_sampler, model_score, resolve, sample
 from .denoiser import Denoiser
-from .fast import GraphedLangevin, anneal_langevin_fused, model_raw_score
 from .langevin import (
     LangevinStats,
     Trajectory,
+    ald_program,
     anneal_langevin,
     anneal_langevin_v1,
     anneal_langevin_v2,
@@ -14,17 +15,18 @@ from .langevin import (
     interpolation_noise,
     interpolation_start,
     langevin_schedule,
+    sample_ald,
     torch_noise,
 )
-from .program import GraphedProgram, Program, Row, run_program
-from .runner import ProgramSampler
-from .samplers import SAMPLERS, SamplerSettings, plan
+from .plan import SAMPLERS, Plan, SamplerSettings, plan, supported
+from .run import ReferenceSampler, Sampler
 from .schedules import geometric_sigmas, karras_sigmas
+from .table import GraphedProgram, Program, Row, run_program
 
 __all__ = [
-    "SAMPLERS", "Denoiser", "FastSampler", "GraphedLangevin", "GraphedProgram", "LangevinStats", "Program",
-    "ProgramSampler", "Row", "SamplerSettings", "Trajectory", "anneal_langevin", "anneal_langevin_fused",
-    "anneal_langevin_v1", "anneal_langevin_v2", "geometric_sigmas", "impose_known", "inpainting_constraint",
-    "interpolation_noise", "interpolation_start", "karras_sigmas", "langevin_schedule", "model_raw_score",
-    "model_score", "plan", "run_program", "sample", "torch_noise",
+    "SAMPLERS", "Denoiser", "GraphedProgram", "LangevinStats", "Plan", "Program", "ReferenceSampler", "Row",
+    "Sampler", "SamplerSettings", "Trajectory", "ald_program", "anneal_langevin", "anneal_langevin_v1",
+    "anneal_langevin_v2", "draw", "geometric_sigmas", "impose_known", "inpainting_constraint", "interpolation_noise",
+    "interpolation_start", "karras_sigmas", "langevin_schedule", "make_sampler", "model_score", "plan", "resolve",
+    "run_program", "sample", "sample_ald", "supported", "torch_noise",
 ]

@@ -16,7 +16,7 @@ import torch
 
 from .denoiser import Denoiser
 from .langevin import NoiseSampler
-from .program import Program, Row
+from .table import Program, Row
 
 
 def cas_betas(sigmas: torch.Tensor, eta: float) -> list[float]:
@@ -33,7 +33,7 @@ def cas_betas(sigmas: torch.Tensor, eta: float) -> list[float]:
 
 @torch.no_grad()
 def sample_cas(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSampler, eta: float,
-               denoise: bool = True, progress=None, **_) -> torch.Tensor:
+               denoise: bool = True, progress=None) -> torch.Tensor:
     """One evaluation per level (+ 1 to denoise); sigmas without a trailing 0."""
     betas = cas_betas(sigmas, eta)
     sigmas = [float(s) for s in sigmas]

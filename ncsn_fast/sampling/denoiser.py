@@ -1,10 +1,14 @@
 """One view of every score model for the samplers: D(x, sigma) = x + sigma^2 s(x, sigma), and the sigma it supports.
 
-A sampler sees a model only through this view. Two kinds of model exist:
-- continuous: the network does not see a label (NCSNv2, whose score is raw(x) / sigma; a score function of
-  the user's), so any sigma in its trained range works;
+A sampler sees a model only through this view; the model's kind (NCSN, NCSNv2, NCSN++, a user's function) ends
+here. Two kinds of model exist:
+- continuous: the network does not see a label (NCSNv2, whose score is raw(x) / sigma; a continuous NCSN++; a
+  score function of the user's), so any sigma in its trained range works;
 - ladder-only: the network is conditioned on a level index (NCSN v1's conditional norms exist only at its
-  ladder's sigma_i), so samplers must pick their sigma from the ladder, and any other sigma is refused.
+  ladder's sigma_i; a discrete NCSN++), so samplers must pick their sigma from the ladder, and any other sigma
+  is refused.
+Annealed Langevin runs on the model's own levels (`levels`, `level_scales`, `level_score`): the ladder in the
+precision its original sampler computed steps in, and the score as the original network computes it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import math
 from collections.abc import Callable, Sequence
 
 import torch
+
+from ..images import data_transform
 
 # net(x, sigma (N,) float32, level (N,) int64) -> raw output h; the score is scale(sigma) * h.
 Net = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -30,16 +36,30 @@ class Denoiser:
     `inv_sigma` (NCSNv2, whose network output is divided by sigma), else 1. `ladder` holds the trained
     sigma_1 > ... > sigma_L (float64). `centre` is the middle of the data range in model space, where the
     Gaussian start N(centre, sigma_max^2 I) of the ODE-style samplers is put.
+
+    For annealed Langevin: `levels` is the ladder it iterates (default: `ladder`; for our networks the config's
+    sampling ladder in the precision the original computed its steps in), `level_scales` the float32 score scale
+    c_i of each level as the network applies it (default 1 / sigma_i or 1), `level_score(x, i)` the score at
+    level i as the original network computes it (default scale * raw), `to_model_space` maps its uniform start
+    in [0, 1] to model space (the originals' data_transform; default the identity).
     """
 
     def __init__(self, net: Net, ladder: Sequence[float] | torch.Tensor, *, continuous: bool,
-                 inv_sigma: bool = False, centre: float = 0.0, name: str = "model"):
+                 inv_sigma: bool = False, centre: float = 0.0, name: str = "model",
+                 levels: torch.Tensor | Sequence[float] | None = None, level_scales: torch.Tensor | None = None,
+                 level_score: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                 to_model_space: Callable[[torch.Tensor], torch.Tensor] | None = None):
         self.net, self.continuous, self.inv_sigma, self.centre, self.name = net, continuous, inv_sigma, centre, name
         self.ladder = torch.as_tensor(ladder, dtype=torch.float64).flatten()
         if len(self.ladder) < 1 or not bool((self.ladder > 0).all()):
             raise ValueError("the sigma ladder must hold positive values")
         if len(self.ladder) > 1 and not bool((self.ladder[1:] < self.ladder[:-1]).all()):
             raise ValueError("the sigma ladder must be decreasing (largest sigma first)")
+        self.levels = self.ladder if levels is None else torch.as_tensor(levels).flatten()
+        self.level_scales = (torch.tensor([self.scale(float(s)) for s in self.levels], dtype=torch.float32)
+                             if level_scales is None else torch.as_tensor(level_scales, dtype=torch.float32))
+        self._level_score = level_score
+        self.to_model_space = to_model_space or (lambda u: u)
 
     @property
     def sigma_max(self) -> float:
@@ -93,28 +113,42 @@ class Denoiser:
         """s(x, sigma), float32."""
         return self.raw(x, sigma).float() * self.scale(sigma)
 
+    def level_score(self, x: torch.Tensor, level: int) -> torch.Tensor:
+        """The score at the model's Langevin level `level` (an index into `levels`), as its network computes it."""
+        if self._level_score is not None:
+            return self._level_score(x, level)
+        return self.score(x, float(self.levels[level]))
+
     def __call__(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """D(x, sigma) = x + sigma^2 s(x, sigma), float32."""
         return x + sigma ** 2 * self.score(x, sigma)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, dtype: torch.dtype | None = None,
-                   channels_last: bool = False) -> Denoiser:
+                   channels_last: bool = False, config=None) -> Denoiser:
         """The view of one of our networks (NCSN v1: ladder-only; NCSNv2: continuous, score = raw / sigma).
-        dtype / channels_last: how x is handed to the network (the fast path's copy of it)."""
-        cfg = model.config
+        dtype / channels_last: how x is handed to the network (the fast path's copy of it); config: the sampling
+        settings to use (annealed Langevin's levels), default the network's own."""
+        cfg = config if config is not None else model.config
         fmt = torch.channels_last if channels_last else torch.contiguous_format
 
         def net(x, sigma, level):
             return model(x.to(dtype=dtype or x.dtype, memory_format=fmt), level, raw=True)
+
+        def level_score(x, level):  # the network's own score, 1/sigma applied inside it (NCSNv2)
+            labels = torch.full((x.shape[0],), level, dtype=torch.long, device=x.device)
+            return model(x.to(dtype=dtype or x.dtype, memory_format=fmt), labels)
         centre = 0.0 if (cfg.data.logit_transform or cfg.data.rescaled) else 0.5
         conditional = cfg.family == "ncsn"
+        levels = cfg.sampling_sigmas()
         return cls(net, cfg.sigmas(torch.float64), continuous=not conditional, inv_sigma=not conditional,
-                   centre=centre, name=f"{cfg.arch} ({'NCSN v1' if conditional else 'NCSNv2'})")
+                   centre=centre, name=f"{cfg.arch} ({'NCSN v1' if conditional else 'NCSNv2'})", levels=levels,
+                   level_scales=model.score_scales()[: len(levels)], level_score=level_score,
+                   to_model_space=lambda u: data_transform(u, cfg))
 
     @classmethod
     def from_ncsnpp(cls, model: torch.nn.Module, dtype: torch.dtype | None = None,
-                    channels_last: bool = False) -> Denoiser:
+                    channels_last: bool = False, config=None) -> Denoiser:
         """The view of an NCSN++ of the score-SDE code: continuous (its Gaussian Fourier embedding takes sigma)
         or ladder-only (its positional embedding takes the level index into its `sigmas`). dtype /
         channels_last: how x is handed to the network (the fast path's copy of it)."""
@@ -127,21 +161,27 @@ class Denoiser:
         def net(x, sigma, level):
             return model(x.to(dtype=dtype or x.dtype, memory_format=fmt), sigma if continuous else level)
         name = f"NCSN++ ({'continuous' if continuous else 'discrete'}, {cfg['data'].get('dataset', '?')})"
+        centered = bool(cfg["data"].get("centered"))
         return cls(net, model.sigmas.detach().double().cpu(), continuous=continuous, inv_sigma=False,
-                   centre=0.0 if cfg["data"].get("centered") else 0.5, name=name)
+                   centre=0.0 if centered else 0.5, name=name,
+                   to_model_space=(lambda u: 2 * u - 1.0) if centered else None)
 
     @classmethod
-    def of(cls, model: torch.nn.Module, dtype: torch.dtype | None = None, channels_last: bool = False) -> Denoiser:
+    def of(cls, model: torch.nn.Module, dtype: torch.dtype | None = None, channels_last: bool = False,
+           config=None) -> Denoiser:
         """from_ncsnpp or from_model, whichever family `model` is."""
         from ..models import is_ncsnpp
-        return (cls.from_ncsnpp if is_ncsnpp(model) else cls.from_model)(model, dtype, channels_last)
+        if is_ncsnpp(model):
+            return cls.from_ncsnpp(model, dtype, channels_last)
+        return cls.from_model(model, dtype, channels_last, config)
 
     @classmethod
     def from_function(cls, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sigma_min: float,
                       sigma_max: float, *, kind: str = "score", centre: float = 0.0,
-                      name: str = "the score function") -> Denoiser:
+                      name: str = "the score function", levels=None) -> Denoiser:
         """A plain callable fn(x, sigma) with sigma an (N,) float32 tensor: a score s(x, sigma) (kind='score')
-        or a denoiser D(x, sigma) (kind='denoiser'); any sigma in [sigma_min, sigma_max] is valid."""
+        or a denoiser D(x, sigma) (kind='denoiser'); any sigma in [sigma_min, sigma_max] is valid. levels: the
+        noise levels annealed Langevin iterates (default: sigma_max, sigma_min)."""
         if kind not in ("score", "denoiser"):
             raise ValueError(f"kind must be 'score' or 'denoiser', got {kind!r}")
         if not 0 < sigma_min <= sigma_max:
@@ -156,4 +196,4 @@ class Denoiser:
             s2 = sigma.view(-1, *([1] * (x.dim() - 1))).to(out.dtype) ** 2
             return (out - x) / s2
         ladder = [sigma_max] if sigma_max == sigma_min else [sigma_max, sigma_min]
-        return cls(net, ladder, continuous=True, inv_sigma=False, centre=centre, name=name)
+        return cls(net, ladder, continuous=True, inv_sigma=False, centre=centre, name=name, levels=levels)

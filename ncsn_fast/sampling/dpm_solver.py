@@ -9,12 +9,12 @@ import math
 import torch
 
 from .denoiser import Denoiser
-from .program import Program, Row
+from .table import Program, Row
 
 
 @torch.no_grad()
-def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, progress=None,
-                    **_) -> torch.Tensor:
+def sample_dpmpp_2m(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None,
+                    progress=None) -> torch.Tensor:
     """N steps, N evaluations; sigmas end with 0 (the last step returns the denoised image)."""
     sigmas = [float(s) for s in sigmas]
     old_denoised = None

@@ -15,7 +15,7 @@ import torch
 
 from .denoiser import Denoiser
 from .langevin import NoiseSampler
-from .program import Program, Row
+from .table import Program, Row
 
 Progress = Callable[[int], object] | None
 
@@ -35,8 +35,8 @@ def _tick(progress: Progress, k: int = 1) -> None:
 
 
 @torch.no_grad()
-def sample_euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, progress: Progress = None,
-                 **_) -> torch.Tensor:
+def sample_euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSampler | None = None,
+                 progress: Progress = None) -> torch.Tensor:
     """EDM Algorithm 1 with Euler steps: one evaluation per step."""
     sigmas = [float(s) for s in sigmas]
     for i in range(len(sigmas) - 1):
@@ -51,7 +51,7 @@ def sample_euler(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, p
 @torch.no_grad()
 def sample_heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSampler | None = None,
                 churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,
-                progress: Progress = None, **_) -> torch.Tensor:
+                progress: Progress = None) -> torch.Tensor:
     """EDM Algorithm 2 (Algorithm 1 when churn = 0): Heun steps, 2N - 1 evaluations for N steps."""
     gammas = churn_gammas(torch.as_tensor(sigmas), churn, s_tmin, s_tmax)
     sigmas = [float(s) for s in sigmas]

@@ -1,11 +1,13 @@
-"""Annealed Langevin dynamics (Song & Ermon 2019, 2020): the eager reference samplers.
+"""Annealed Langevin dynamics (Song & Ermon 2019, 2020): the eager reference samplers and the table of rows.
 
 For each level i (largest sigma first), T steps of x <- x + alpha_i s(x, i) + sqrt(2 alpha_i) z with
 alpha_i = step_lr (sigma_i / sigma_L)^2; NCSNv2 adds a final x <- x + sigma_L^2 s(x, L-1).
-The samplers are pure functions of a score function `score(x, level) -> Tensor` (level an int,
-0 = largest sigma) and a noise sampler, so they serve any score, not only our networks. With the
-torch generator they reproduce the original code's samples for the same seed: same float32 op
-order, step sizes computed in the dtype of the sigmas the original used, one randn per step.
+`anneal_langevin` is a pure function of a score function `score(x, level) -> Tensor` (level an int, 0 = largest
+sigma) and a noise sampler, so it serves any score, not only our networks. With the torch generator it
+reproduces the original code's samples for the same seed: same float32 op order, step sizes computed in the
+dtype of the sigmas the original used, one randn per step. `sample_ald` is the same on a Denoiser's own levels
+(the samplers' shared signature); `ald_program` the same as table rows of the one fused update (table.py):
+row i = (a_x, a_s, a_p, a_z) = (1, alpha_l, 0, sqrt(2 alpha_l)) with z at stream step i, then the denoising row.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
+from .table import Program, Row
 
 Score = Callable[[torch.Tensor, int], torch.Tensor]
 NoiseSampler = Callable[[int, torch.Tensor], torch.Tensor]  # (global step index, x) -> z
@@ -93,6 +97,37 @@ def anneal_langevin(score: Score, x: torch.Tensor, sigmas: torch.Tensor, *, n_st
         if progress is not None:
             progress(1)
     return x
+
+
+def sample_ald(denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSampler | None = None,
+               n_steps_each: int, step_lr: float, denoise: bool = False, noise_first: bool = False,
+               numpy1_legacy: bool = False, callback: Callback | None = None,
+               progress: Callable[[int], None] | None = None, constraint: Constraint | None = None) -> torch.Tensor:
+    """Annealed Langevin dynamics on the denoiser's own levels (sigmas = denoiser.levels: level i is sigmas[i]),
+    with the score as its network computes it; L T evaluations (+ 1 to denoise)."""
+    return anneal_langevin(denoiser.level_score, x, sigmas, n_steps_each=n_steps_each, step_lr=step_lr,
+                           noise_first=noise_first, denoise=denoise, noise=noise, numpy1_legacy=numpy1_legacy,
+                           callback=callback, progress=progress, constraint=constraint)
+
+
+def ald_program(sigmas: torch.Tensor, *, n_steps_each: int, step_lr: float, denoise: bool = False,
+                numpy1_legacy: bool = False) -> Program:
+    """Annealed Langevin as table rows on the model's levels 0..L-1: T rows per level, the noise of global step i
+    at stream step i, then (denoise) x + sigma_L^2 s(x, sigma_L) as a row without noise. Starts from the model's
+    transform of U[0, 1], as the originals."""
+    if n_steps_each < 1:
+        raise ValueError(f"n_steps_each must be >= 1, got {n_steps_each}")
+    sig = torch.as_tensor(sigmas)
+    alphas, noise_scales = langevin_schedule(sig, step_lr, numpy1_legacy)
+    rows, i = [], 0
+    for level, (alpha, b) in enumerate(zip(alphas.tolist(), noise_scales.tolist())):
+        for _ in range(n_steps_each):
+            rows.append(Row(float(sig[level]), (1.0, alpha, 0.0, b), noise=i, level=level))
+            i += 1
+    if denoise:
+        last = len(alphas) - 1
+        rows.append(Row(float(sig[last]), (1.0, _square(sig[last]), 0.0, 0.0), noise=i, level=last))
+    return Program(rows, start_sigma=float(sig[0]), start="uniform")
 
 
 def _square(s: torch.Tensor) -> float:

@@ -5,7 +5,8 @@ sigma(t) = sigma_min (sigma_max / sigma_min)^t, t from 1 to eps:
     dx/dt = -1/2 g(t)^2 s(x, sigma(t)),  g(t)^2 = d sigma^2 / dt = 2 sigma(t)^2 log(sigma_max / sigma_min)
 
 then optionally the denoising step x + sigma(eps)^2 s(x, sigma(eps)). A reference, not graph-captured: the
-step sizes are chosen for the whole batch at once, so a sample depends on its batch (as in the original).
+step sizes are chosen for the whole batch at once, so a sample depends on its batch (as in the original). The
+solver picks how many evaluations it makes: each one is reported through `progress`, as every sampler does.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from .denoiser import Denoiser
 
 
 @torch.no_grad()
-def sample_ode(denoiser: Denoiser, x: torch.Tensor, *, sigma_max: float, sigma_min: float, rtol: float = 1e-5,
+def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, rtol: float = 1e-5,
                atol: float = 1e-5, eps: float = 1e-5, denoise: bool = True, method: str = "RK45",
-               progress=None, **_) -> tuple[torch.Tensor, int]:
-    """(x, number of network evaluations)."""
+               progress=None) -> torch.Tensor:
+    """sigmas = (sigma_max, sigma_min), the ends of the VE SDE; deterministic (noise unused)."""
+    sigma_max, sigma_min = (float(s) for s in sigmas)
     try:
         from scipy import integrate
     except ImportError as e:  # a dependency, but say what needs it if it is missing
@@ -31,17 +33,14 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, *, sigma_max: float, sigma_m
         raise ValueError(f"need 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
     shape, device = x.shape, x.device
     log_ratio = math.log(sigma_max / sigma_min)
-    evals = 0
 
     def sigma_of(t: float) -> float:
         return sigma_min * (sigma_max / sigma_min) ** t
 
     def drift(t: float, y: np.ndarray) -> np.ndarray:
-        nonlocal evals
         xt = torch.from_numpy(y).reshape(shape).to(device=device, dtype=torch.float32)
         sigma = sigma_of(float(t))
         d = -(sigma ** 2) * log_ratio * denoiser.score(xt, sigma)
-        evals += 1
         if progress is not None:
             progress(1)
         return d.cpu().numpy().reshape(-1)
@@ -54,7 +53,6 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, *, sigma_max: float, sigma_m
     if denoise:
         sigma = sigma_of(eps)
         x = x + sigma ** 2 * denoiser.score(x, sigma)
-        evals += 1
         if progress is not None:
             progress(1)
-    return x, evals
+    return x

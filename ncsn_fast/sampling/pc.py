@@ -20,7 +20,7 @@ import torch
 
 from .denoiser import Denoiser
 from .langevin import NoiseSampler
-from .program import Program, Row
+from .table import Program, Row
 
 
 def _norms(t: torch.Tensor, batch_mean: bool) -> torch.Tensor:
@@ -30,8 +30,7 @@ def _norms(t: torch.Tensor, batch_mean: bool) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_pc(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise: NoiseSampler, snr: float = 0.16,
-              n_corrector: int = 1, denoise: bool = True, batch_mean: bool = False, progress=None,
-              **_) -> torch.Tensor:
+              n_corrector: int = 1, denoise: bool = True, batch_mean: bool = False, progress=None) -> torch.Tensor:
     """(n_corrector + 1) N evaluations for N levels; sigmas without a trailing 0."""
     if snr <= 0 or n_corrector < 0:
         raise ValueError(f"need snr > 0 and n_corrector >= 0, got {snr}, {n_corrector}")

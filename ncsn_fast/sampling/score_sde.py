@@ -121,43 +121,55 @@ def ode_sampler(model: Callable, x: torch.Tensor, sde: VESDE, *, rtol: float = 1
     return x, solution.nfev
 
 
-def sample_as_score_sde(model: torch.nn.Module, n: int, sampler: str = "pc", *, seed: int = 0,
-                        batch_size: int | None = None, x_init: torch.Tensor | None = None, snr: float | None = None,
-                        n_steps_each: int | None = None, denoise: bool | None = None, predictor: str | None = None,
-                        corrector: str | None = None, rtol: float = 1e-5, atol: float = 1e-5,
-                        eps: float = 1e-5, steps: int | None = None) -> torch.Tensor:
-    """An NCSN++ sampled as the score-SDE code does, with its config's sampling settings: one torch generator
-    seeded with `seed` draws the prior x_T ~ N(0, sigma_max^2 I) of each batch and then the sampler's noise.
-    steps: the SDE's N (default the config's num_scales; a discrete model knows only that many levels)."""
-    cfg = model.config
-    m, s = cfg["model"], cfg.get("sampling", {})
-    continuous = cfg.get("training", {}).get("continuous", model.embedding_type == "fourier")
-    if steps is not None and not continuous and steps != m["num_scales"]:
-        raise ValueError(f"a discrete NCSN++ knows its {m['num_scales']} levels only: steps must be that, got {steps}")
-    sde = VESDE(m["sigma_min"], m["sigma_max"], steps or m["num_scales"])
-    shape = (cfg["data"]["num_channels"], cfg["data"]["image_size"], cfg["data"]["image_size"])
-    generator = torch.Generator().manual_seed(seed)
-    device = next(model.parameters()).device
-    batch_size = min(n, batch_size or n)
-    outs = []
-    for lo in range(0, n, batch_size):
-        b = min(batch_size, n - lo)
-        x0 = x_init[lo: lo + b].float() if x_init is not None else \
-            torch.randn((b, *shape), generator=generator) * sde.sigma_max
+class ScoreSdeSampler:
+    """An NCSN++ sampled as the score-SDE code does, with its config's sampling settings, and the call signature of
+    the other runners (run.py): one torch generator seeded with `seed` draws each batch's prior x_T ~ N(0,
+    sigma_max^2 I) and then the sampler's noise, batch after batch, as that code does. options: snr, n_steps_each,
+    denoise, predictor, corrector, rtol, atol, eps, steps (the SDE's N: default the config's num_scales; a discrete
+    model knows only that many levels)."""
 
-        def net(x, labels):
-            return model(x.to(device), labels.to(device)).cpu()
-        if sampler == "pc":
-            x, _ = pc_sampler(net, (b, *shape), sde, snr=snr if snr is not None else s.get("snr", 0.16),
-                              n_steps_each=n_steps_each or s.get("n_steps_each", 1),
-                              predictor=predictor or s.get("predictor", "reverse_diffusion"),
-                              corrector=corrector or s.get("corrector", "langevin"),
-                              denoise=s.get("noise_removal", True) if denoise is None else denoise, eps=eps,
-                              continuous=continuous, generator=generator, x=x0)
-        elif sampler == "ode":
-            x, _ = ode_sampler(net, x0, sde, rtol=rtol, atol=atol, eps=eps,
-                               denoise=True if denoise is None else denoise, continuous=continuous)
+    def __init__(self, model: torch.nn.Module, name: str = "pc", *, seed: int = 0, snr: float | None = None,
+                 n_steps_each: int | None = None, denoise: bool | None = None, predictor: str | None = None,
+                 corrector: str | None = None, rtol: float = 1e-5, atol: float = 1e-5, eps: float = 1e-5,
+                 steps: int | None = None):
+        if name not in ("pc", "ode"):
+            raise ValueError(f"the score-SDE code's samplers are pc and ode, not {name!r}")
+        cfg = model.config
+        m, s = cfg["model"], cfg.get("sampling", {})
+        self.continuous = cfg.get("training", {}).get("continuous", model.embedding_type == "fourier")
+        if steps is not None and not self.continuous and steps != m["num_scales"]:
+            raise ValueError(f"a discrete NCSN++ knows its {m['num_scales']} levels only: steps must be that, got "
+                             f"{steps}")
+        self.model, self.name, self.eps, self.rtol, self.atol = model, name, eps, rtol, atol
+        self.sde = VESDE(m["sigma_min"], m["sigma_max"], steps or m["num_scales"])
+        self.shape = (cfg["data"]["num_channels"], cfg["data"]["image_size"], cfg["data"]["image_size"])
+        self.generator = torch.Generator().manual_seed(seed)
+        self.device = next(model.parameters()).device
+        self.snr = snr if snr is not None else s.get("snr", 0.16)
+        self.n_steps_each = n_steps_each or s.get("n_steps_each", 1)
+        self.predictor = predictor or s.get("predictor", "reverse_diffusion")
+        self.corrector = corrector or s.get("corrector", "langevin")
+        self.denoise = (s.get("noise_removal", True) if name == "pc" else True) if denoise is None else denoise
+        self.evals = self.sde.N * (self.n_steps_each + 1) if name == "pc" else None
+        self.summary = (f"the score-SDE code's {self.predictor} predictor + {self.corrector} corrector, snr "
+                        f"{self.snr:g}, {self.sde.N} steps (its RNG order, batch-mean corrector steps)"
+                        if name == "pc" else f"the score-SDE code's probability-flow ODE (RK45, rtol {rtol:g})")
+
+    def _net(self, x, labels):
+        return self.model(x.to(self.device), labels.to(self.device)).cpu()
+
+    @torch.no_grad()
+    def __call__(self, ids: torch.Tensor, progress=None, x_init: torch.Tensor | None = None) -> torch.Tensor:
+        b = len(ids)
+        x0 = x_init.float() if x_init is not None else \
+            torch.randn((b, *self.shape), generator=self.generator) * self.sde.sigma_max
+        if self.name == "pc":
+            x, evals = pc_sampler(self._net, (b, *self.shape), self.sde, snr=self.snr, n_steps_each=self.n_steps_each,
+                                  predictor=self.predictor, corrector=self.corrector, denoise=self.denoise,
+                                  eps=self.eps, continuous=self.continuous, generator=self.generator, x=x0)
         else:
-            raise ValueError(f"the score-SDE code's samplers are pc and ode, not {sampler!r}")
-        outs.append(x.float())
-    return torch.cat(outs)
+            x, evals = ode_sampler(self._net, x0, self.sde, rtol=self.rtol, atol=self.atol, eps=self.eps,
+                                   denoise=self.denoise, continuous=self.continuous)
+        if progress is not None:
+            progress(evals)
+        return x.float()

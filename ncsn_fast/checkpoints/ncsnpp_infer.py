@@ -19,8 +19,8 @@ import re
 
 import torch
 
-from .errors import CheckpointError
-from .models.ncsnpp import NCSNpp
+from ..errors import CheckpointError
+from ..models.ncsnpp import NCSNpp
 
 _PROGRESSIVE = [  # (progressive, progressive_input, combine), the published pairs first
     ("none", "residual", "sum"), ("output_skip", "input_skip", "sum"),

@@ -1,17 +1,18 @@
 """A fixed-step sampler as a table: one row per network evaluation, each followed by one fused update.
 
-Every fixed-step sampler here (CAS, EDM's Euler / Heun / stochastic, DPM-Solver++(2M), predictor-corrector)
-updates its state after each evaluation by a linear combination of the state x, the score s of that
-evaluation, one auxiliary buffer p (Heun's half step, DPM-Solver's previous denoised image) and the noise z:
+Every fixed-step sampler here (annealed Langevin, CAS, EDM's Euler / Heun / stochastic, DPM-Solver++(2M),
+predictor-corrector) updates its state after each evaluation by a linear combination of the state x, the score
+s of that evaluation, one auxiliary buffer p (Heun's half step, DPM-Solver's previous denoised image) and the
+noise z:
 
     x' = a_x x + a_s s + a_p p + a_z z          p' = p_x x + p_s s + p_p p
 
 so a sampler compiles to rows {sigma, a, p coefficients, noise step}, and one loop runs them all: evaluate
 the network at the row's sigma, then one fused kernel (ops/sampler_update.py) that draws z from the stream in
-place. A Langevin corrector row (snr > 0) scales a_s and a_z per sample by eps and sqrt(2 eps) with
-eps = 2 (snr ||z|| / ||s||)^2 (score-SDE's corrector), computed on the device before the update. The
-reference form of each sampler (its paper's notation, beside its builder) is what the table is tested
-against.
+place. A Langevin row of annealed Langevin is a_x = 1, a_s = alpha, a_p = 0, a_z = sqrt(2 alpha); a Langevin
+corrector row (snr > 0) scales a_s and a_z per sample by eps and sqrt(2 eps) with eps = 2 (snr ||z|| / ||s||)^2
+(score-SDE's corrector), computed on the device before the update. The reference form of each sampler (its
+paper's notation, beside its builder) is what the table is tested against.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from ..ops.philox import philox_normal, philox_normal_ref
-from ..ops.sampler_update import sampler_update_
+from ..ops.philox import INIT_STEP, philox_normal, philox_normal_ref, philox_uniform_ref
+from ..ops.sampler_update import sampler_update_, sampler_update_ref
 from .denoiser import Denoiser
 from .graphs import CapturedSteps
 from .schedules import INIT_NORMAL_STEP, gaussian_start
+
+Progress = Callable[[int], object] | None
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class Row:
     p: tuple[float, float, float] = (0.0, 0.0, 0.0)  # p' = p_x x + p_s s + p_p p
     noise: int = 0  # the stream step z is drawn at
     snr: float = 0.0  # > 0: a Langevin corrector row (a_s, a_z scaled per sample by eps, sqrt(2 eps))
+    # A row on the model's own Langevin level (annealed Langevin): the network gets that level's label, the score
+    # scale is the network's float32 c_i, and a_s c_i is rounded as float32 arithmetic, as the original's update.
+    level: int | None = None
 
 
 @dataclass
@@ -44,6 +51,7 @@ class Program:
     start_sigma: float  # x_T = centre + start_sigma z, z at INIT_NORMAL_STEP
     start_noise: tuple[float, int] = (0.0, 0)  # then x_T += nu z' with z' at this step (EDM's first churn)
     batch_mean: bool = False  # corrector steps from batch means of the norms (the original) instead of per sample
+    start: str = "gaussian"  # or "uniform": x_0 = the model's data_transform of U[0, 1] (annealed Langevin)
 
     @property
     def evals(self) -> int:
@@ -52,25 +60,40 @@ class Program:
     def tables(self, denoiser: Denoiser, device) -> dict[str, torch.Tensor]:
         """The rows as device tensors: coefs (R, 8) = {a_x, a_h, a_p, a_z, p_x, p_h, p_p, c} on the raw network
         output h (s = c h), sigma (R,), level (R,), noise (R,), snr (R,)."""
-        coefs = []
+        coefs, levels = [], []
         for r in self.rows:
-            c = denoiser.scale(r.sigma)
-            coefs.append([r.a[0], r.a[1] * c, r.a[2], r.a[3], r.p[0], r.p[1] * c, r.p[2], c])
+            if r.level is None:
+                c = denoiser.scale(r.sigma)
+                coefs.append([r.a[0], r.a[1] * c, r.a[2], r.a[3], r.p[0], r.p[1] * c, r.p[2], c])
+                levels.append(denoiser.level(r.sigma))
+            else:
+                c32 = np.float32(denoiser.level_scales[r.level])
+                coefs.append([r.a[0], np.float32(r.a[1]) * c32, r.a[2], r.a[3], r.p[0], np.float32(r.p[1]) * c32,
+                              r.p[2], c32])
+                levels.append(r.level)
         f32 = dict(dtype=torch.float32, device=device)
-        return {"coefs": torch.tensor(coefs, **f32).reshape(-1, 8),
+        return {"coefs": torch.tensor(np.array(coefs, dtype=np.float64), **f32).reshape(-1, 8),
                 "sigma": torch.tensor([r.sigma for r in self.rows], **f32),
-                "level": torch.tensor([denoiser.level(r.sigma) for r in self.rows], dtype=torch.long, device=device),
+                "level": torch.tensor(levels, dtype=torch.long, device=device),
                 "noise": torch.tensor([r.noise for r in self.rows], dtype=torch.long, device=device),
                 "snr": torch.tensor([r.snr for r in self.rows], **f32)}
 
-    def initial_state(self, denoiser: Denoiser, seed: int, ids: torch.Tensor, shape: tuple[int, ...],
-                      device) -> torch.Tensor:
-        """x_T of samples `ids`: centre + sigma_max z (+ nu z'), drawn from the stream on the CPU."""
+    def initial_state(self, denoiser: Denoiser, seed: int, ids: torch.Tensor, shape: tuple[int, ...], device,
+                      generator: torch.Generator | None = None, reference: bool = False) -> torch.Tensor:
+        """x_T of samples `ids`, drawn from the stream on the CPU (or from `generator`, batch after batch, as the
+        original samplers draw): centre + sigma_max z (+ nu z', but not for the reference, whose first churn is
+        its own), or the model's transform of U[0, 1]."""
         ids = ids.cpu()
         numel = math.prod(shape)
-        x = gaussian_start(denoiser, self.start_sigma, philox_normal_ref(seed, INIT_NORMAL_STEP, ids, numel))
+        if self.start == "uniform":
+            u = torch.rand(len(ids), *shape, generator=generator) if generator is not None else \
+                philox_uniform_ref(seed, INIT_STEP, ids, numel).view(len(ids), *shape)
+            return denoiser.to_model_space(u).to(device)
+        z = torch.randn(len(ids), numel, generator=generator) if generator is not None else \
+            philox_normal_ref(seed, INIT_NORMAL_STEP, ids, numel)
+        x = gaussian_start(denoiser, self.start_sigma, z)
         nu, step = self.start_noise
-        if nu:
+        if nu and not reference:
             x = x + nu * philox_normal_ref(seed, step, ids, numel)
         return x.view(len(ids), *shape).to(device)
 
@@ -91,8 +114,16 @@ def corrector_multipliers(h: torch.Tensor, c: torch.Tensor, snr: torch.Tensor, z
 
 @torch.inference_mode()
 def run_program(program: Program, denoiser: Denoiser, x: torch.Tensor, *, seed: int, sample_ids: torch.Tensor,
-                backend: str = "auto", progress: Callable[[int], object] | None = None) -> torch.Tensor:
-    """The fused loop: per row, the network at the row's sigma, then one sampler_update_ (eager, any device)."""
+                backend: str = "auto", progress: Progress = None, constraint=None, noise=None,
+                stats: list | None = None) -> torch.Tensor:
+    """The fused loop: per row, the network at the row's sigma, then one sampler_update_ (eager, any device).
+
+    constraint(x, level, r): applied to x before row r (inpainting; level = the row's ladder index).
+    noise(step, x): a NoiseSampler to draw z from instead of the in-kernel stream (interpolation); the update is
+        then sampler_update_ref with that z, no longer one fused kernel.
+    stats: a list that receives, per row, the (N, 2) per-sample norms [||c h||, ||z||] on the device (the original
+        Langevin sampler's grad_norm and noise_norm before the batch mean).
+    """
     device = x.device
     x = x.detach().to(torch.float32).contiguous().clone()
     p = torch.zeros_like(x)
@@ -102,14 +133,26 @@ def run_program(program: Program, denoiser: Denoiser, x: torch.Tensor, *, seed: 
     seed_t = torch.tensor([seed], dtype=torch.int64, device=device)
     step_t = torch.zeros(1, dtype=torch.int64, device=device)
     ones = torch.ones(n, 2, device=device)
+    levels = t["level"].tolist() if constraint is not None else None
     for r, row in enumerate(program.rows):
+        if constraint is not None:
+            x = constraint(x, levels[r], r).contiguous()
         h = denoiser.net(x, t["sigma"][r].expand(n), t["level"][r].expand(n))
         step_t.fill_(row.noise)
         mult = ones
+        z = None
+        if row.snr > 0 or noise is not None or stats is not None:
+            z = noise(row.noise, x) if noise is not None else \
+                philox_normal(seed_t, step_t, ids, x[0].numel(), backend=backend).view_as(x)
         if row.snr > 0:
-            z = philox_normal(seed_t, step_t, ids, x[0].numel(), backend=backend)
             mult = corrector_multipliers(h, t["coefs"][r, 7], t["snr"][r], z, program.batch_mean)
-        sampler_update_(x, p, h, t["coefs"][r], mult, seed=seed_t, step=step_t, sample_ids=ids, backend=backend)
+        if stats is not None:
+            stats.append(torch.stack([h.float().reshape(n, -1).norm(dim=1) * t["coefs"][r, 7].abs(),
+                                      z.reshape(n, -1).norm(dim=1)], dim=1))
+        if noise is not None:
+            x, p = sampler_update_ref(x, p, h, t["coefs"][r], mult, z)
+        else:
+            sampler_update_(x, p, h, t["coefs"][r], mult, seed=seed_t, step=step_t, sample_ids=ids, backend=backend)
         if progress is not None:
             progress(1)
     return x
@@ -121,7 +164,8 @@ class GraphedProgram(CapturedSteps):
     Static buffers hold x, p, the sample indices, the seed, the row counter r and the program's tables; one
     step gathers row r (sigma, level, noise step, coefficients) on the device, evaluates the network, computes
     a corrector's multipliers if the program has corrector rows, runs the fused update and does r += 1. So one
-    graph of k steps serves every row of any program of the same length.
+    graph of k steps serves every row of any program of the same length: annealed Langevin's whole run is
+    L*T/k replays of one graph.
     """
 
     def __init__(self, denoiser: Denoiser, batch_size: int, image_shape: tuple[int, ...], device, *,
@@ -159,7 +203,7 @@ class GraphedProgram(CapturedSteps):
 
     @torch.inference_mode()
     def __call__(self, program: Program, x0: torch.Tensor, *, seed: int, sample_ids: torch.Tensor,
-                 progress: Callable[[int], object] | None = None) -> torch.Tensor:
+                 progress: Progress = None) -> torch.Tensor:
         if x0.shape != self.x.shape:
             raise ValueError(f"x0 must have the captured shape {tuple(self.x.shape)}, got {tuple(x0.shape)}")
         tables = program.tables(self.denoiser, self.device)

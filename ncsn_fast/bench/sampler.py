@@ -1,6 +1,6 @@
 """The sampler suite of `ncsn-fast bench`: annealed Langevin per step (the original algorithm eager, under
-torch.compile, and ours fused, graphed or not, float32 / bfloat16), and the other samplers' full runs on our
-fast path, on the same model, batch and device; timing and tables in bench.py."""
+torch.compile, and ours: its table of fused updates, graphed or not, float32 / bfloat16), and the other samplers'
+full runs on our fast path, on the same model, batch and device."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from types import SimpleNamespace
 
 import torch
 
-from .bench import published_ncsnv2, time_fn
-from .ops._backends import why_not
+from ..ops._backends import why_not
+from .forward import published_ncsnv2
+from .timing import time_fn
 
 
 def _ours_variants(gpu: bool, k: int) -> list[tuple[str, torch.dtype, str, bool, int]]:
@@ -50,7 +51,7 @@ def bench_sampler(device: torch.device, quick: bool = False, compile_modes: tupl
     power of two that fits (largest_batch). samplers: other samplers (default steps) timed over a whole run
     on our fast path (default heun and dpmpp-2m; none with quick); their 'vs eager' compares images/s with
     the original algorithm's. variants: which rows to time, of reference, compile, ours, samplers (all)."""
-    from .models import build_model
+    from ..models import build_model
 
     gpu = device.type == "cuda"
     samplers = (() if quick else DEFAULT_SAMPLERS) if samplers is None else samplers
@@ -145,14 +146,14 @@ VARIANTS = ("reference", "compile", "ours", "samplers")
 
 
 def _sampler_evals(model, cfg, name: str) -> int:
-    from .sampling import Denoiser, SamplerSettings, plan
+    from ..sampling import Denoiser, SamplerSettings, plan
     return plan(SamplerSettings(name), Denoiser.from_model(model), cfg).evals
 
 
 def _sampler_run(model, cfg, device, batch, name):
     """A whole run of sampler `name` (its default steps) on our fast path, graphed on a GPU."""
-    from .sampling import ProgramSampler, SamplerSettings
-    fs = ProgramSampler(model, cfg, SamplerSettings(name), device=device)
+    from ..sampling import Sampler, SamplerSettings
+    fs = Sampler(model, cfg, SamplerSettings(name), device=device)
     ids = torch.arange(batch)
     run = partial(fs, ids, None, fs.initial_state(ids))  # the start drawn once: the timing is the sampler's
     run()
@@ -162,7 +163,7 @@ def _sampler_run(model, cfg, device, batch, name):
 def largest_batch(model: torch.nn.Module, cfg, device: torch.device, cap: int = 8192) -> int:
     """The largest power-of-two batch whose eager evaluation of `model` (the most memory-hungry runner) peaks
     under 80 % of the GPU's memory, as `generate --batch-size auto` picks; on the CPU the config's batch."""
-    from .generate import auto_batch_size
+    from ..generate import auto_batch_size
 
     @torch.no_grad()
     def probe(b: int) -> None:  # zeros: memory does not depend on the values, and the RNG stays untouched
@@ -171,7 +172,7 @@ def largest_batch(model: torch.nn.Module, cfg, device: torch.device, cap: int = 
 
 
 def _reference_steps(model, x0, sig, step_lr):
-    from .sampling.api import model_score
+    from ..sampling import model_score
     run = partial(anneal_langevin_steps, model_score(model), x0, sig, step_lr)
     run()
     return run
@@ -184,22 +185,22 @@ def _compiled_reference_steps(model, mode, x0, sig, step_lr):
 
 
 def anneal_langevin_steps(score, x0, sig, step_lr):
-    from .sampling.langevin import anneal_langevin, torch_noise
+    from ..sampling import anneal_langevin, torch_noise
     with torch.no_grad():
         return anneal_langevin(score, x0, sig, n_steps_each=1, step_lr=step_lr, noise=torch_noise())
 
 
 def _fast_steps(model, cfg, device, dtype, x0, ids, k, step_lr, backend="auto", graph=None, steps_per_graph=1,
                 compile_mode=None):
-    from .sampling.api import _fast_runner
+    """K steps of annealed Langevin's table (one step on each of K levels, no denoising) on our fast path."""
+    from ..sampling import Sampler, SamplerSettings
     if compile_mode is not None:
         torch._dynamo.reset()
     short = cfg.replace(model=dataclasses.replace(cfg.model, num_classes=k))
-    runner, _ = _fast_runner(model, short, device, dtype, True, backend, graph, 1, step_lr, False, 0,
-                             steps_per_graph, compile_mode)
+    runner = Sampler(model, short, SamplerSettings("ald", n_steps_each=1, step_lr=step_lr, denoise=False),
+                     device=device, dtype=dtype, backend=backend, graph=graph, steps_per_graph=steps_per_graph,
+                     compile_mode=compile_mode)
     # the ladder of `short` is not the first K levels of cfg, but the cost per step does not depend on sigma
-    run = partial(runner, x0, ids, None)
+    run = partial(runner, ids, None, x0)
     run()
     return run
-
-

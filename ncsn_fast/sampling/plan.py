@@ -1,8 +1,7 @@
-"""The samplers by name: settings, defaults, the schedule each one runs on a given model, and its plan.
-
-`ald` (the original annealed Langevin dynamics, with the checkpoint's own settings) stays the default and
-runs on its own loop (langevin.py, fast.py). Every other sampler here is planned into a reference run (its
-paper's function) and, when it has fixed steps, a table for the fused loop (program.py).
+"""The samplers by name: settings (checked here, once), defaults, the schedule each one runs on a given model, and
+its plan: a reference run (its paper's function) and, when it has fixed steps, its table of rows for the fused
+loop (table.py). `ald` (the original annealed Langevin dynamics, with the checkpoint's own settings) is the
+default for NCSN / NCSNv2 and a table like the others.
 """
 
 from __future__ import annotations
@@ -18,10 +17,11 @@ from .cas import cas_program, sample_cas
 from .denoiser import Denoiser
 from .dpm_solver import dpmpp_2m_program, sample_dpmpp_2m
 from .edm import euler_program, heun_program, sample_euler, sample_heun
+from .langevin import ald_program, sample_ald
 from .ode import sample_ode
 from .pc import pc_program, sample_pc
-from .program import Program
 from .schedules import fit_to_model, geometric_sigmas, karras_sigmas
+from .table import Program
 
 SAMPLERS = {
     "ald": "annealed Langevin dynamics (Song & Ermon 2019, 2020): the original algorithm, the config's settings",
@@ -40,8 +40,9 @@ DEFAULT_STEPS = {"euler": 50, "heun": 18, "edm": 18, "dpmpp-2m": 20}
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """What a sampler other than `ald` needs; None: the sampler's default (see `plan`)."""
+    """What a sampler needs; None: the sampler's default (see `plan`; ald's come from the config)."""
     name: str = "ald"
+    n_steps_each: int | None = None  # ald: Langevin steps per level (default: the config's)
     steps: int | None = None  # N: levels (cas, pc) or steps of the schedule (euler, heun, edm, dpmpp-2m)
     sigma_max: float | None = None  # the schedule's range (default: the model's trained range)
     sigma_min: float | None = None
@@ -53,14 +54,19 @@ class SamplerSettings:
     snr: float = 0.16  # pc: the corrector's signal-to-noise ratio (score-SDE's CIFAR-10 value)
     n_corrector: int = 1  # pc: Langevin corrector steps per level
     batch_mean: bool = False  # pc: the corrector step from batch means (the original; batch-dependent)
-    step_lr: float | None = None  # cas: eta = step_lr / sigma_N^2 (default: the config's step_lr)
-    denoise: bool | None = None  # cas, pc, ode: the final denoising step (default on)
+    step_lr: float | None = None  # ald: its step; cas: eta = step_lr / sigma_N^2 (default: the config's step_lr)
+    denoise: bool | None = None  # ald, cas, pc, ode: the final denoising step (default: the config's for ald, on)
     rtol: float = 1e-5  # ode
     atol: float = 1e-5
 
     def __post_init__(self):
         if self.name not in SAMPLERS:
             raise ValueError(f"unknown sampler {self.name!r}; choose from {', '.join(SAMPLERS)}")
+        if self.n_steps_each is not None:
+            if self.name != "ald":
+                raise ValueError(f"n_steps_each sets annealed Langevin (ald); {self.name} takes steps=")
+            if self.n_steps_each < 1:
+                raise ValueError(f"n_steps_each must be >= 1, got {self.n_steps_each}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.churn is not None and self.churn < 0:
@@ -76,7 +82,8 @@ class SamplerSettings:
                              f"{self.n_corrector}")
 
     def to_dict(self) -> dict:
-        """The settings that decide the samples (for manifests); ald's live in the config and its flags."""
+        """The settings that decide the samples (for manifests); ald's live in the config and its flags (a
+        manifest records them apart)."""
         if self.name == "ald":
             return {"name": "ald"}
         return dataclasses.asdict(self)
@@ -85,19 +92,25 @@ class SamplerSettings:
 @dataclass
 class Plan:
     name: str
-    sigmas: torch.Tensor  # the schedule run (float64)
-    reference: Callable  # reference(denoiser, x, noise=, progress=) -> x (ode: (x, evals))
+    sigmas: torch.Tensor  # the schedule run (float64; ald: the model's levels in their own precision)
+    reference: Callable  # reference(denoiser, x, noise=, progress=) -> x, the sampler's paper function
     program: Program | None  # the table of a fixed-step sampler (None: ode)
     start_sigma: float
     evals: int | None  # network evaluations per sample (None: adaptive)
     summary: str
+
+    def initial_state(self, denoiser: Denoiser, seed: int, ids: torch.Tensor, shape: tuple[int, ...], device,
+                      generator: torch.Generator | None = None, reference: bool = False) -> torch.Tensor:
+        """x_T of samples `ids` (see Program.initial_state); ode starts as the Gaussian-start tables do."""
+        program = self.program or Program([], self.start_sigma)
+        return program.initial_state(denoiser, seed, ids, shape, device, generator, reference)
 
 
 def plan(settings: SamplerSettings, denoiser: Denoiser, config=None) -> Plan:
     """The schedule and runs of `settings` on this model; ValueError with the reason if it cannot run here."""
     s, name = settings, settings.name
     if name == "ald":
-        raise ValueError("ald runs on its own loop (sampling.sample / FastSampler), not from a plan")
+        return _plan_ald(s, denoiser, config)
     hi = s.sigma_max if s.sigma_max is not None else denoiser.sigma_max
     lo = s.sigma_min if s.sigma_min is not None else denoiser.sigma_min
     if lo > hi:
@@ -117,8 +130,9 @@ def plan(settings: SamplerSettings, denoiser: Denoiser, config=None) -> Plan:
         denoiser.check([hi, lo], what)
         if lo == hi:
             raise ValueError("ode needs sigma_min < sigma_max")
-        ref = partial(sample_ode, sigma_max=hi, sigma_min=lo, rtol=s.rtol, atol=s.atol, denoise=_on(s.denoise))
-        return Plan(name, torch.tensor([hi, lo], dtype=torch.float64), ref, None, hi, None,
+        sig = torch.tensor([hi, lo], dtype=torch.float64)
+        ref = partial(sample_ode, sigmas=sig, rtol=s.rtol, atol=s.atol, denoise=_on(s.denoise))
+        return Plan(name, sig, ref, None, hi, None,
                     f"ode (RK45, rtol {s.rtol:g}, atol {s.atol:g}), sigma {hi:g} -> {lo:g}")
     steps = s.steps or _default_steps(name, denoiser, config)
     if name in ("euler", "heun", "edm", "dpmpp-2m"):
@@ -152,6 +166,27 @@ def plan(settings: SamplerSettings, denoiser: Denoiser, config=None) -> Plan:
     summary = (f"{name} ({len(positive)} sigma {float(positive[0]):.4g} -> {float(positive[-1]):.4g}, {detail}): "
                f"{prog.evals} network evaluations per sample")
     return Plan(name, sig, partial(ref, sigmas=sig), prog, float(sig[0]), prog.evals, summary)
+
+
+def _plan_ald(s: SamplerSettings, denoiser: Denoiser, config) -> Plan:
+    """Annealed Langevin on the model's own levels, with the config's settings where `s` leaves them open."""
+    if getattr(config, "family", None) == "ncsnpp":
+        raise ValueError("annealed Langevin (ald) needs an NCSN / NCSNv2 config; an NCSN++ samples with pc (its "
+                         "default) or any other sampler")
+    sampling = getattr(config, "sampling", None)
+    t = s.n_steps_each or (sampling.n_steps_each if sampling else None)
+    step_lr = s.step_lr if s.step_lr is not None else (sampling.step_lr if sampling else None)
+    if t is None or step_lr is None:
+        raise ValueError("ald on a function needs n_steps_each= and step_lr= (there is no config)")
+    denoise = s.denoise if s.denoise is not None else bool(sampling.denoise if sampling else False)
+    levels = denoiser.levels
+    prog = ald_program(levels, n_steps_each=t, step_lr=step_lr, denoise=denoise)
+    # NCSN v1 draws the noise before the score call, NCSNv2 after it.
+    ref = partial(sample_ald, sigmas=levels, n_steps_each=t, step_lr=step_lr, denoise=denoise,
+                  noise_first=getattr(config, "family", None) == "ncsn")
+    summary = (f"ald ({len(levels)} levels x {t} steps{' + denoising' if denoise else ''}): "
+               f"{prog.evals} network evaluations per sample")
+    return Plan("ald", levels, ref, prog, float(levels[0]), prog.evals, summary)
 
 
 def _on(flag: bool | None) -> bool:

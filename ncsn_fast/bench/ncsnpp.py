@@ -17,50 +17,16 @@ from functools import partial
 
 import torch
 
-from .bench import copy_bandwidth, time_first_call, time_fn
-
-
-def _eager_gn_silu(x, w, b, e, groups):
-    return torch.nn.functional.silu(torch.nn.functional.group_norm(x + e[:, :, None, None], groups, w, b, 1e-6))
-
-
-def bench_group_norm_act(device: torch.device, quick: bool = False) -> list[dict]:
-    """group_norm_act (embedding add + GroupNorm + SiLU, NCSN++'s second norm of a block) against the three
-    eager PyTorch ops it replaces; on a GPU also inside CUDA graphs (device time alone)."""
-    from .bench import op_rows
-    from .ops import group_norm_act
-
-    gpu = device.type == "cuda"
-    repeat = 5 if quick else (50 if gpu else 15)
-    copy_gbs = copy_bandwidth(device, (256 if gpu else 64) << 20 if not quick else 8 << 20)
-    rows = [{"op": "copy (x.copy_)", "shape": "-", "backend": "torch", "gbs": copy_gbs}]
-    shapes = [(2, 16, 8, 8)] if quick else ([(128, 128, 32, 32), (128, 256, 16, 16), (16, 256, 64, 64)] if gpu
-                                            else [(8, 128, 32, 32), (8, 256, 16, 16)])
-    for shape in shapes:
-        for layout in ("nchw", "nhwc"):
-            x = torch.randn(shape, device=device) + 0.5
-            if layout == "nhwc":
-                x = x.to(memory_format=torch.channels_last)
-            c = shape[1]
-            w, b, e = torch.rand(c, device=device) + 0.5, torch.randn(c, device=device), torch.randn(shape[:2],
-                                                                                                   device=device)
-            groups = min(c // 4, 32)
-            rows += op_rows("add+group_norm+silu", f"{shape} {layout}", 2 * x.numel() * 4,
-                            partial(_eager_gn_silu, x, w, b, e, groups),
-                            partial(group_norm_act, x, w, b, groups, 1e-6, e, True),
-                            device, repeat, graphed=gpu and not quick)
-    for r in rows:
-        r["pct_copy_bw"] = 100 * r["gbs"] / copy_gbs
-    return rows
+from .timing import time_first_call, time_fn
 
 
 def ncsnpp_model(quick: bool, device: torch.device, name: str = "cifar10_ncsnpp_continuous"):
     """(random-weight NCSN++ of a published config, its config, a label); quick: nf 16, one block per level."""
     import copy
 
-    from .models.ncsnpp import NCSNpp
-    from .ncsnpp_checkpoints import published_configs
-    cfg = copy.deepcopy(published_configs()[name])
+    from ..config import published_ncsnpp_configs
+    from ..models.ncsnpp import NCSNpp
+    cfg = copy.deepcopy(published_ncsnpp_configs()[name])
     if quick:
         cfg["model"].update(nf=16, num_res_blocks=1)
     torch.manual_seed(0)
@@ -77,7 +43,7 @@ def ncsnpp_model(quick: bool, device: torch.device, name: str = "cifar10_ncsnpp_
 def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = (),
                  rows: list[dict] | None = None, sampler_rows: list[dict] | None = None,
                  flush: Callable[[], None] = lambda: None) -> tuple[list[dict], list[dict]]:
-    from .sampling.prepare import fast_copy
+    from ..models.fast_copy import fast_copy
 
     gpu = device.type == "cuda"
     rows = [] if rows is None else rows
@@ -123,10 +89,10 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
 def _sampler_rows(model, cfg, label, device, batch, levels, repeat, rows, compile_modes):
     """ms per network evaluation over `levels` predictor-corrector levels (2 evaluations each), and what a run
     of the published sampler (N = num_scales levels) would take per image at that rate."""
-    from .ncsnpp_checkpoints import ScoreSdeConfig
-    from .sampling import ProgramSampler, SamplerSettings
-    from .sampling.prepare import fast_copy
-    from .sampling.score_sde import VESDE, pc_sampler
+    from ..config import ScoreSdeConfig
+    from ..models.fast_copy import fast_copy
+    from ..sampling import Sampler, SamplerSettings
+    from ..sampling.score_sde import VESDE, pc_sampler
 
     m, size = cfg["model"], cfg["data"]["image_size"]
     snr, published_evals = cfg["sampling"]["snr"], 2 * m["num_scales"]
@@ -142,7 +108,7 @@ def _sampler_rows(model, cfg, label, device, batch, levels, repeat, rows, compil
         torch._dynamo.reset()
         runs.append((f"torch.compile ({mode}) in pc_sampler",
                      partial(reference, fast_copy(model, device, torch.float32, False, "torch", mode)), 2 * levels))
-    fs = ProgramSampler(model, ScoreSdeConfig(cfg), SamplerSettings("pc", steps=levels, snr=snr, denoise=False),
+    fs = Sampler(model, ScoreSdeConfig(cfg), SamplerSettings("pc", steps=levels, snr=snr, denoise=False),
                         device=device)
     ids = torch.arange(batch)
     runs.append(("ours: pc table, fused update" + (", CUDA graphs" if fs.graph else ""), partial(fs, ids),

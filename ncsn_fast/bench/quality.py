@@ -9,14 +9,13 @@ plot of quality against evaluations per sample and wall time.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .fileio import atomic_write_bytes
+from ..fileio import atomic_write_bytes
 
 # (sampler, options, seeds): ald's options override the config; steps pick the others' schedules.
 POINTS = [
@@ -51,15 +50,13 @@ class Point:
 def _run_point(bed: str, sampler: str, options: dict, seed: int, n: int, model, cfg, mixture, device,
                batch_size: int) -> tuple[torch.Tensor, float, float]:
     """(samples in [0, 1] image space on the CPU, evaluations per sample, seconds)."""
-    from .images import inverse_data_transform
-    from .ops.philox import INIT_STEP, philox_noise, philox_uniform_ref
-    from .sampling import Denoiser, FastSampler, ProgramSampler, SamplerSettings, anneal_langevin, plan
-    from .sampling.runner import reference_start
+    from ..images import inverse_data_transform
+    from ..ops.philox import philox_noise
+    from ..sampling import Denoiser, Sampler, SamplerSettings, plan
 
     t0 = time.perf_counter()
     if bed == "network":  # the fast path, batch after batch, counting the evaluations it reports
-        fs = (FastSampler(model, cfg, seed=seed, device=device, **options) if sampler == "ald" else
-              ProgramSampler(model, cfg, SamplerSettings(sampler, **options), seed=seed, device=device))
+        fs = Sampler(model, cfg, SamplerSettings(sampler, **options), seed=seed, device=device)
         ticks, outs = [0], []
 
         def count(k: int) -> None:
@@ -69,31 +66,27 @@ def _run_point(bed: str, sampler: str, options: dict, seed: int, n: int, model, 
             outs.append(fs(torch.arange(b0, min(n, b0 + batch_size)), count).float().cpu())
         x = inverse_data_transform(torch.cat(outs), cfg)
         return x, ticks[0] / len(starts), time.perf_counter() - t0
-    # The exact bed: the reference samplers on the mixture's score (the score costs next to nothing).
+    # The exact bed: the reference samplers on the mixture's score (the score costs next to nothing). Annealed
+    # Langevin runs on the network's ladder, with its config's step size and final denoising.
     ids = torch.arange(n)
     sig = cfg.sigmas(torch.float64)
-    den = Denoiser.from_function(mixture.score, float(sig[-1]), float(sig[0]), centre=0.5, name="the digits mixture")
-    noise = philox_noise(seed, ids)
-    if sampler == "ald":
-        x0 = philox_uniform_ref(seed, INIT_STEP, ids, math.prod(mixture.shape)).view(n, *mixture.shape)
-        t = options.get("n_steps_each", cfg.sampling.n_steps_each)
+    den = Denoiser.from_function(mixture.score, float(sig[-1]), float(sig[0]), centre=0.5, name="the digits mixture",
+                                 levels=sig)
+    p = plan(SamplerSettings(sampler, **({"denoise": True} if sampler == "ald" else {}), **options), den, cfg)
+    x0 = p.initial_state(den, seed, ids, mixture.shape, "cpu", reference=True)
+    ticks = [0]
 
-        def score(x, level):
-            return mixture.score(x, torch.full((len(x),), float(sig[level])))
-        x = anneal_langevin(score, x0, sig, n_steps_each=t, step_lr=cfg.sampling.step_lr, denoise=True, noise=noise)
-        return x, len(sig) * t + 1, time.perf_counter() - t0
-    p = plan(SamplerSettings(sampler, **options), den, cfg)
-    x0 = reference_start(den, p, seed, ids, mixture.shape)
-    out = p.reference(den, x0, noise=noise)
-    x, evals = (out if p.program is None else (out, p.evals))
-    return x, evals, time.perf_counter() - t0
+    def count(k: int) -> None:
+        ticks[0] += k
+    x = p.reference(den, x0, noise=philox_noise(seed, ids), progress=count)
+    return x, ticks[0], time.perf_counter() - t0
 
 
 def run(device: torch.device, n: int = 1000, quick: bool = False, batch_size: int = 500,
         flush=None) -> list[Point]:
-    from . import load_checkpoint
-    from .digits import builtin_checkpoint
-    from .quality import load_classifier
+    from ..checkpoints import load_checkpoint
+    from ..digits import builtin_checkpoint
+    from ..quality import load_classifier
     from .quality_beds import DigitsJudge, DigitsMixture
 
     model, cfg = load_checkpoint(builtin_checkpoint())
@@ -207,8 +200,8 @@ def run_and_write(device: torch.device, out_dir: str | Path, n: int = 1000, quic
     import dataclasses
     import json
 
-    from .bench import environment
-    from .machine import feature_text
+    from ..machine import feature_text
+    from .timing import environment
 
     env = environment(device)
     name = "samplers_quality" + ("_quick" if quick else "")

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .digits import load_digits
-from .quality import CONFIDENT, DigitClassifier
+from ..digits import load_digits
+from ..quality import CONFIDENT, DigitClassifier
 
 
 class DigitsMixture:

@@ -1,0 +1,26 @@
+"""The fast path's copy of a network: on its device in the sampling dtype, channels_last, our fused ops."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from .norms import set_backend
+
+
+def fast_copy(model: torch.nn.Module, device, dtype: torch.dtype, channels_last: bool, backend: str,
+              compile_mode: str | None = None) -> torch.nn.Module:
+    """A copy of `model` on `device` in `dtype` (but the tensors its keep_dtype() names, if it has one), eval mode,
+    channels_last, fused norms (our ops on `backend`), optionally under torch.compile (our ops compose with it)."""
+    fast_model = copy.deepcopy(model).to(device=device).eval()
+    keep = set(fast_model.keep_dtype()) if hasattr(fast_model, "keep_dtype") else set()
+    for name, t in [*fast_model.named_parameters(), *fast_model.named_buffers()]:
+        if t.is_floating_point() and name not in keep:
+            t.data = t.data.to(dtype)
+    if channels_last:
+        fast_model = fast_model.to(memory_format=torch.channels_last)
+    set_backend(fast_model, backend)
+    if compile_mode is not None:
+        fast_model = torch.compile(fast_model, mode=None if compile_mode == "default" else compile_mode)
+    return fast_model
