@@ -34,6 +34,17 @@ NCSN_HD uint32_t float_to_bits(float f) {
 #endif
 }
 
+// a * b + c. On the GPU one rounding (fused), as written explicitly so that the pairing does not depend on the
+// compiler's contraction (the Triton kernels use tl.fma the same way); on the CPU two roundings, every product and
+// sum rounded as written (the build turns contraction off: the same bits on every vector unit).
+NCSN_HD float mul_add(float a, float b, float c) {
+#if defined(__CUDA_ARCH__)
+  return __fmaf_rn(a, b, c);
+#else
+  return a * b + c;
+#endif
+}
+
 NCSN_HD float bf16_to_float(uint16_t h) { return bits_to_float(static_cast<uint32_t>(h) << 16); }
 
 // IEEE half -> float, exact (normals, subnormals, inf, nan).

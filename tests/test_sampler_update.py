@@ -154,3 +154,18 @@ def test_seed_and_step_from_tensors():
                         seed=seed, step=step, sample_ids=torch.arange(2), backend=backend)
         outs.append(x)
     assert torch.equal(*outs)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_row_that_keeps_p_neither_reads_nor_writes_it(backend):
+    """(p_x, p_h, p_p) = (0, 0, 1) with a_p = 0: p is not read (NaN there does not reach x) nor written (its bits
+    stay); with a_p != 0 it is read."""
+    skip_unless_backend(backend)
+    x0, h = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 4, 4)
+    p = torch.full_like(x0, float("nan"))
+    x, ids, ones = x0.clone(), torch.arange(2), torch.ones(2, 2)
+    sampler_update_(x, p, h, langevin_coefs(0.1), ones, seed=1, step=2, sample_ids=ids, backend=backend)
+    assert torch.isfinite(x).all() and p.isnan().all()
+    reads = torch.tensor([1.0, 0.1, 0.5, 0.0, 0.0, 0.0, 1.0, 1.0])
+    sampler_update_(x, p, h, reads, ones, seed=1, step=2, sample_ids=ids, backend=backend)
+    assert x.isnan().all() and p.isnan().all()

@@ -8,8 +8,10 @@ p_h), p an auxiliary float32 buffer (Heun's half step, DPM-Solver's previous den
 stream's normals for (seed, sample, step) drawn inside the kernel, coefs the float32 row
 {a_x, a_h, a_p, a_z, p_x, p_h, p_p, c} (c, the score scale, is not used here), and mult (N, 2) per-sample
 multipliers {m_h, m_z} (a Langevin corrector's step size; ones otherwise). Both outputs use the old x and
-p. Evaluated in float32 in the order written. Annealed Langevin's update x <- x + a c h + b z is the row
-{1, a c, 0, b, 0, 0, 0, c} (`langevin_coefs`): (1 x + (a c) h) + 0 p + b z is (x + (a c) h) + b z bit for bit.
+p. Evaluated in float32 in the order written (on a GPU each sum fused with its product: fma(b, z, fma(a_p, p,
+fma(g, h, a_x x)))). A row that keeps p ((p_x, p_h, p_p) = (0, 0, 1)) does not write it, and reads it only if
+a_p != 0 (the kernels then move x, h and x' alone). Annealed Langevin's update x <- x + a c h + b z is the row
+{1, a c, 0, b, 0, 0, 1, c} (`langevin_coefs`): (1 x + (a c) h) + 0 p + b z is (x + (a c) h) + b z bit for bit.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ H_DTYPES = {torch.float32: 0, torch.float16: 1, torch.bfloat16: 2}
 def langevin_coefs(step_size: float, score_scale: float = 1.0, noise_scale: float | None = None,
                    device: str | torch.device = "cpu") -> torch.Tensor:
     """The (8,) coefficient row of one annealed Langevin step x <- x + a c h + b z (b defaults to sqrt(2 a)): a_x 1,
-    a_h = a c rounded as float32 arithmetic (the product of the float32 step and score scale), a_z b, p untouched."""
+    a_h = a c rounded as float32 arithmetic (the product of the float32 step and score scale), a_z b, p kept
+    (p_x, p_h, p_p = 0, 0, 1: not read, not written)."""
     b = (2.0 * step_size) ** 0.5 if noise_scale is None else noise_scale
     a, c = torch.tensor([step_size, score_scale], dtype=torch.float32).unbind()
-    return torch.tensor([1.0, float(a * c), 0.0, b, 0.0, 0.0, 0.0, float(c)], dtype=torch.float32, device=device)
+    return torch.tensor([1.0, float(a * c), 0.0, b, 0.0, 0.0, 1.0, float(c)], dtype=torch.float32, device=device)
 
 
 def _is_channels_last(h: torch.Tensor) -> bool:
@@ -42,14 +45,17 @@ def _scalar_tensor(v, dtype, device) -> torch.Tensor:
 
 def sampler_update_ref(x: torch.Tensor, p: torch.Tensor, h: torch.Tensor, coefs: torch.Tensor, mult: torch.Tensor,
                        z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The reference update with the noise given: (x', p') in float32."""
+    """The reference update with the noise given: (x', p') in float32 (p as the kernels see it: not read by a row
+    that keeps it and has a_p = 0, and then left as it is)."""
     a_x, a_h, a_p, a_z, p_x, p_h, p_p, _ = coefs.float().unbind()
     shape = (x.shape[0],) + (1,) * (x.dim() - 1)
     hf = h.float().reshape(x.shape)
     g = (a_h * mult[:, 0].float()).view(shape)
     b = (a_z * mult[:, 1].float()).view(shape)
-    x_new = ((a_x * x + g * hf) + a_p * p) + b * z.view_as(x)
-    p_new = (p_x * x + p_h * hf) + p_p * p
+    write_p = (p_x != 0) | (p_h != 0) | (p_p != 1)
+    p_read = torch.where((a_p != 0) | write_p, p, torch.zeros((), device=p.device))
+    x_new = ((a_x * x + g * hf) + a_p * p_read) + b * z.view_as(x)
+    p_new = torch.where(write_p, (p_x * x + p_h * hf) + p_p * p_read, p)
     return x_new, p_new
 
 

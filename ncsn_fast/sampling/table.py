@@ -37,7 +37,7 @@ Progress = Callable[[int], object] | None
 class Row:
     sigma: float  # where the network is evaluated
     a: tuple[float, float, float, float]  # x' = a_x x + a_s s + a_p p + a_z z
-    p: tuple[float, float, float] = (0.0, 0.0, 0.0)  # p' = p_x x + p_s s + p_p p
+    p: tuple[float, float, float] = (0.0, 0.0, 1.0)  # p' = p_x x + p_s s + p_p p (default: p kept, not moved)
     noise: int = 0  # the stream step z is drawn at
     snr: float = 0.0  # > 0: a Langevin corrector row (a_s, a_z scaled per sample by eps, sqrt(2 eps))
     # A row on the model's own Langevin level (annealed Langevin): the network gets that level's label, the score
