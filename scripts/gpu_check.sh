@@ -2,9 +2,10 @@
 # The GPU check, on a machine with a CUDA GPU: build the extension (CUDA included), then one stage. Each stage
 # is sized for one 10-minute call; in order of priority:
 #   test      GPU-only tests: every GPU backend vs the reference at real sizes, CUDA-graph replays drawing
-#             fresh noise, graphed loops (1 step, 5 steps, whole run per graph) == fused loop, the other
-#             samplers' graphed tables == their fused loop, GPU sampling == CPU reference, batch-size
-#             independence; the ops benchmark; 2000-image generate smoke runs (ald, heun)
+#             fresh noise, annealed Langevin's graphed table (1 row, 5 rows, whole run per graph) == its fused
+#             loop, the other samplers' graphed tables == their fused loop, GPU sampling == CPU reference,
+#             batch-size independence; the ops benchmark (its Langevin row of sampler_update_ among them);
+#             2000-image generate smoke runs (ald, heun)
 #   sampler   the sampler per step, NCSNv2 CIFAR-10 ngf 128, batches 1/16/128/512: eager original algorithm,
 #             torch.compile (default), ours (cuda/triton, graphed or not, graph of 1 step vs of all steps,
 #             fp32/bf16)

@@ -153,33 +153,24 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
 
 def sampler_settings(args, cfg):
     """The SamplerSettings of the command line (no --sampler: ald, or for an NCSN++ the score-SDE code's pc with
-    its config's snr); an option given to a sampler that does not take it is refused, by its flag."""
-    from ..sampling.plan import SamplerSettings
+    its config's snr); a flag of a sampler that does not take it is refused by name (sampling.plan.OPTIONS)."""
+    from ..sampling.plan import OPTIONS, SamplerSettings, takers
 
-    options = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
-               "churn": args.churn, "snr": args.snr}
-    given = {k: v for k, v in options.items() if v is not None}
-    name = args.sampler
-    if name is None:
-        name = "pc" if cfg.family == "ncsnpp" else "ald"
-        if name == "pc" and args.snr is None and getattr(cfg.sampling, "snr", None) is not None:
-            given["snr"] = cfg.sampling.snr
-    if args.batch_mean:
-        if name != "pc":
-            raise NcsnError(f"--batch-mean sets pc's corrector step, not {name}'s")
-        given["batch_mean"] = True
-    if name == "ald" and given:
-        flags = ", ".join("--" + k.replace("_", "-") for k in given)
-        raise NcsnError(f"{flags} set the other samplers (--sampler); ald takes --n-steps-each, --step-lr")
-    if name != "ald" and args.n_steps_each is not None:
-        raise NcsnError(f"--n-steps-each sets ald's Langevin steps; {name} takes --steps")
-    if name not in ("ald", "cas") and args.step_lr is not None:
-        raise NcsnError(f"--step-lr sets ald's and cas's step size, not {name}'s")
-    if name not in ("ald", "cas", "pc", "ode") and args.denoise is not None:
-        raise NcsnError(f"--[no-]denoise applies to ald, cas, pc and ode, not {name} (it ends at sigma = 0)")
+    flags = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
+             "churn": args.churn, "snr": args.snr, "batch_mean": args.batch_mean or None,
+             "n_steps_each": args.n_steps_each, "step_lr": args.step_lr, "denoise": args.denoise}
+    given = {k: v for k, v in flags.items() if v is not None}
+    name = args.sampler or ("pc" if cfg.family == "ncsnpp" else "ald")
+    def flag(option: str) -> str:
+        return "--[no-]denoise" if option == "denoise" else "--" + option.replace("_", "-")
+    for option in given:
+        if option not in OPTIONS[name]:
+            raise NcsnError(f"{flag(option)} is an option of {', '.join(takers(option))}, not of {name}, which takes "
+                            f"{', '.join(flag(o) for o in OPTIONS[name] if o in flags)}")
+    if args.sampler is None and name == "pc" and args.snr is None and getattr(cfg.sampling, "snr", None) is not None:
+        given["snr"] = cfg.sampling.snr
     try:
-        return SamplerSettings(name, n_steps_each=args.n_steps_each, step_lr=args.step_lr, denoise=args.denoise,
-                               **given)
+        return SamplerSettings(name, **given)
     except ValueError as e:
         raise NcsnError(str(e)) from None
 

@@ -33,6 +33,23 @@ SAMPLERS = {
     "pc": "predictor-corrector of score SDEs (Song et al. 2021): reverse diffusion + Langevin corrector",
     "ode": "the probability-flow ODE with adaptive RK45 (Song et al. 2021), a reference (not graph-captured)",
 }
+# The options each sampler takes (SamplerSettings' fields; the command line refuses the others by flag).
+SCHEDULE = ("steps", "sigma_max", "sigma_min", "rho")
+OPTIONS = {
+    "ald": ("n_steps_each", "step_lr", "denoise"),
+    "cas": ("steps", "sigma_max", "sigma_min", "step_lr", "denoise"),
+    "euler": SCHEDULE, "heun": SCHEDULE, "dpmpp-2m": SCHEDULE,
+    "edm": (*SCHEDULE, "churn", "s_tmin", "s_tmax", "s_noise"),
+    "pc": ("steps", "sigma_max", "sigma_min", "snr", "n_corrector", "batch_mean", "denoise"),
+    "ode": ("sigma_max", "sigma_min", "rtol", "atol", "denoise"),
+}
+
+
+def takers(option: str) -> list[str]:
+    """The samplers that take `option`."""
+    return [name for name, opts in OPTIONS.items() if option in opts]
+
+
 # EDM's stochastic settings for its VE CIFAR-10 network (Karras et al. 2022, Table 5).
 EDM_CHURN = {"churn": 80.0, "s_tmin": 0.05, "s_tmax": 1.0, "s_noise": 1.007}
 DEFAULT_STEPS = {"euler": 50, "heun": 18, "edm": 18, "dpmpp-2m": 20}
