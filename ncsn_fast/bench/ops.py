@@ -25,6 +25,12 @@ def _eager_norm_elu(x, gamma, alpha, beta):
     return F.elu(instance_norm_plus_ref(x, gamma, alpha, beta))
 
 
+def _input(shape: tuple[int, ...], layout: str, device: torch.device, offset: float = 0.0) -> torch.Tensor:
+    """A normal input of `shape` (+ offset) in layout 'nchw' or 'nhwc' (channels_last)."""
+    x = torch.randn(shape, device=device) + offset
+    return x.to(memory_format=torch.channels_last) if layout == "nhwc" else x
+
+
 def _backends_here(device: torch.device) -> list[str]:
     return [b for b in ("cuda", "triton", "cpu") if why_not(b, device) is None]
 
@@ -77,9 +83,7 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
                                              else [(64, 32, 32, 32), (8, 128, 32, 32), (64, 64, 16, 16)])
     for shape in nshapes:
         for layout in ("nchw", "nhwc"):
-            x = torch.randn(shape, device=device) + 0.5
-            if layout == "nhwc":
-                x = x.to(memory_format=torch.channels_last)
+            x = _input(shape, layout, device, 0.5)
             cdim = shape[1]
             gamma, alpha_, beta = (torch.rand(cdim, device=device) + 0.5 for _ in range(3))
             rows += op_rows("instance_norm_plus+elu", f"{shape} {layout}", 2 * x.numel() * 4,
@@ -93,9 +97,7 @@ def bench_ops(device: torch.device, quick: bool = False) -> list[dict]:
     for op in eager_ops:
         for shape in nshapes:
             for layout in ("nchw", "nhwc"):
-                x = torch.randn(shape, device=device)
-                if layout == "nhwc":
-                    x = x.to(memory_format=torch.channels_last)
+                x = _input(shape, layout, device)
                 rows += op_rows(op, f"{shape} {layout}", 2 * x.numel() * 4, partial(eager_ops[op], x),
                                 partial(ours[op], x), device, repeat)
     for r in rows:
@@ -121,9 +123,7 @@ def bench_group_norm_act(device: torch.device, quick: bool = False) -> list[dict
                                             else [(8, 128, 32, 32), (8, 256, 16, 16)])
     for shape in shapes:
         for layout in ("nchw", "nhwc"):
-            x = torch.randn(shape, device=device) + 0.5
-            if layout == "nhwc":
-                x = x.to(memory_format=torch.channels_last)
+            x = _input(shape, layout, device, 0.5)
             c = shape[1]
             w, b, e = torch.rand(c, device=device) + 0.5, torch.randn(c, device=device), torch.randn(shape[:2],
                                                                                                    device=device)

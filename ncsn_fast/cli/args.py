@@ -43,6 +43,10 @@ def positive_float(text: str) -> float:
     return value
 
 
+CHECKPOINT_HELP = ("a checkpoint of the original NCSN / NCSNv2 code, of the score-SDE code (NCSN++) or ours (.pth, "
+                   ".safetensors); default: the built-in digits model")
+
+
 def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="the run's config.yml (default: embedded, or config.yml beside "
                    "the checkpoint, or inferred from the weights)")

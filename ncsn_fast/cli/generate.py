@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import NcsnError
 from .args import (
+    CHECKPOINT_HELP,
     add_checkpoint_args,
     add_sampler_args,
     check_out_dir,
@@ -26,8 +27,7 @@ EXIT_USAGE = 2
 def add_parser(sub) -> None:
     p = sub.add_parser("generate", help="many samples (e.g. 50k for FID): PNG files and/or one .npz, sharded, "
                        "resumable, multi-process under torchrun")
-    p.add_argument("--checkpoint", help="checkpoint.pth of the original code, or ours (default: the built-in "
-                   "digits model)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP)
     add_checkpoint_args(p)
     p.add_argument("-n", type=positive_int, required=True, help="number of images")
     p.add_argument("--out", required=True, help="output folder (manifest.json, images/, samples.npz, grid.png)")

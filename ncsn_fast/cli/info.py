@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from .args import add_checkpoint_args, load_model
+from .args import CHECKPOINT_HELP, add_checkpoint_args, load_model
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("info", help="architecture, parameters, noise ladder and sampling settings")
-    p.add_argument("checkpoint", nargs="?", help="checkpoint.pth (default: the built-in digits model)")
+    p.add_argument("checkpoint", nargs="?", help=CHECKPOINT_HELP)
     add_checkpoint_args(p)
     p.set_defaults(handler=run)
 

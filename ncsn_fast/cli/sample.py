@@ -10,6 +10,7 @@ import yaml
 
 from ..errors import NcsnError
 from .args import (
+    CHECKPOINT_HELP,
     add_checkpoint_args,
     add_sampler_args,
     check_out_dir,
@@ -24,8 +25,7 @@ from .args import (
 def add_parser(sub) -> None:
     p = sub.add_parser("sample", help="draw samples from a checkpoint (default: the built-in digits model): "
                        "a PNG grid and an .npz")
-    p.add_argument("--checkpoint", help="checkpoint.pth of the original code, or ours (default: the built-in "
-                   "digits model, whose samples are then scored by a digit classifier)")
+    p.add_argument("--checkpoint", help=CHECKPOINT_HELP + " (whose samples are then scored by a digit classifier)")
     add_checkpoint_args(p)
     p.add_argument("-n", type=positive_int, default=64, help="number of samples (default 64)")
     p.add_argument("--seed", type=int, default=0)
