@@ -48,8 +48,9 @@ CHECKPOINT_HELP = ("a checkpoint of the original NCSN / NCSNv2 code, of the scor
 
 
 def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="the run's config.yml (default: embedded, or config.yml beside "
-                   "the checkpoint, or inferred from the weights)")
+    p.add_argument("--config", help="the run's config.yml (NCSN / NCSNv2), or for NCSN++ a published config's name "
+                   "or a JSON file of the resolved config (default: embedded, or config.yml beside the checkpoint, "
+                   "or inferred from the weights)")
     p.add_argument("--image-size", type=positive_int, help="image size, if there is no config")
     p.add_argument("--sigma-begin", type=positive_float, help="largest sigma, if there is no config")
     p.add_argument("--sigma-end", type=positive_float, help="smallest sigma, if there is no config")
