@@ -1,4 +1,4 @@
-"""sampler_update_: one fused step of any fixed-step sampler (sampling/program.py), x and p in place.
+"""sampler_update_: one fused step of any fixed-step sampler (sampling/table.py), x and p in place.
 
     x' = ((a_x x + (a_h m_h) h) + a_p p) + (a_z m_z) z
     p' = (p_x x + p_h h) + p_p p
