@@ -83,22 +83,21 @@ def make_sampler(model, config=None, *, sampler: str | SamplerSettings | None = 
     rng = rng or ("philox" if method == "fast" or target.config is None else "torch")
     if rng not in ("torch", "philox") or (method == "fast" and rng != "philox"):
         raise ValueError(f"rng must be 'torch' or 'philox' ('philox' for the fast path), got {rng!r}")
-    given = {k: v for k, v in (("n_steps_each", n_steps_each), ("step_lr", step_lr), ("denoise", denoise))
-             if v is not None}
-    if method == "reference" and rng == "torch" and target.score_sde and \
-            (sampler.name if isinstance(sampler, SamplerSettings) else sampler or "pc") in ("pc", "ode"):
+    name = sampler.name if isinstance(sampler, SamplerSettings) else sampler or target.sampler
+    if method == "reference" and rng == "torch" and target.score_sde and name in ("pc", "ode"):
         from .score_sde import ScoreSdeSampler  # the score-SDE code's own sampler: its prior and RNG order
         opts = dict(sampler_options)
         if isinstance(sampler, SamplerSettings):  # what the command line set
             opts.update({k: getattr(sampler, k) for k in ("steps", "snr", "rtol", "atol", "denoise")
                          if getattr(sampler, k) is not None})
-        name = sampler.name if isinstance(sampler, SamplerSettings) else sampler or "pc"
         runner = ScoreSdeSampler(target.model, name, seed=seed, **opts)
     else:
         if sampler is None:
             sampler, sampler_options = target.sampler, {**target.options, **sampler_options}
         settings = sampler if isinstance(sampler, SamplerSettings) else SamplerSettings(sampler, **sampler_options)
-        given = {**(sampler_options if isinstance(sampler, SamplerSettings) else {}), **given}
+        given = {**(sampler_options if isinstance(sampler, SamplerSettings) else {}),
+                 **{k: v for k, v in (("n_steps_each", n_steps_each), ("step_lr", step_lr), ("denoise", denoise))
+                    if v is not None}}
         settings = dataclasses.replace(settings, **given) if given else settings
         if method == "fast":
             runner = Sampler(target.model, target.config, settings, seed=seed, device=target.device,

@@ -161,11 +161,13 @@ def run_program(program: Program, denoiser: Denoiser, x: torch.Tensor, *, seed: 
 class GraphedProgram(CapturedSteps):
     """run_program with all its state on the device, captured in CUDA graphs and replayed (graphs.py).
 
-    Static buffers hold x, p, the sample indices, the seed, the row counter r and the program's tables; one
-    step gathers row r (sigma, level, noise step, coefficients) on the device, evaluates the network, computes
-    a corrector's multipliers if the program has corrector rows, runs the fused update and does r += 1. So one
-    graph of k steps serves every row of any program of the same length: annealed Langevin's whole run is
-    L*T/k replays of one graph.
+    Static buffers hold x, p, the sample indices, the seed, the row counter r and the program's tables, packed in
+    two: floats (R, 10) = {sigma, the 8 coefficients, snr} and integers (R, 2) = {level, noise step}. One step
+    gathers row r of each with one index_select into a static row (the network's sigma and level, the noise step
+    and the coefficients are views of it), evaluates the network, computes a corrector's multipliers if the
+    program has corrector rows, runs the fused update and does r += 1: four small kernels around the network
+    and the update. So one graph of k steps serves every row of any program of the same length: annealed
+    Langevin's whole run is (L T + 1) / k replays of one graph.
     """
 
     def __init__(self, denoiser: Denoiser, batch_size: int, image_shape: tuple[int, ...], device, *,
@@ -179,24 +181,21 @@ class GraphedProgram(CapturedSteps):
         self.ids = torch.arange(n, device=device)
         self.seed = torch.zeros(1, dtype=torch.int64, device=device)
         self.r = torch.zeros(1, dtype=torch.int64, device=device)
-        self.sigma = torch.zeros(n, device=device)
-        self.level = torch.zeros(n, dtype=torch.long, device=device)
-        self.noise = torch.zeros(1, dtype=torch.int64, device=device)
-        self.coefs = torch.zeros(8, device=device)
+        self.row_f = torch.zeros(1, 10, device=device)  # row r: sigma, coefs (8), snr
+        self.row_i = torch.zeros(1, 2, dtype=torch.int64, device=device)  # row r: level, noise step
+        self.sigma, self.coefs, self.snr = self.row_f[0, 0].expand(n), self.row_f[0, 1:9], self.row_f[0, 9]
+        self.level, self.noise = self.row_i[0, 0].expand(n), self.row_i[0, 1:2]
         self.mult = torch.ones(n, 2, device=device)
         self.tables: dict[str, torch.Tensor] | None = None
         self.adaptive, self.batch_mean = False, False
 
     def _step(self) -> None:
-        t, r = self.tables, self.r
-        self.sigma.copy_(t["sigma"].index_select(0, r).expand_as(self.sigma))
-        self.level.copy_(t["level"].index_select(0, r).expand_as(self.level))
-        self.noise.copy_(t["noise"].index_select(0, r))
-        self.coefs.copy_(t["coefs"].index_select(0, r).view(8))
+        torch.index_select(self.tables["f"], 0, self.r, out=self.row_f)
+        torch.index_select(self.tables["i"], 0, self.r, out=self.row_i)
         h = self.denoiser.net(self.x, self.sigma, self.level)
         if self.adaptive:
             z = philox_normal(self.seed, self.noise, self.ids, self.x[0].numel(), backend=self.backend)
-            self.mult.copy_(corrector_multipliers(h, self.coefs[7], t["snr"].index_select(0, r), z, self.batch_mean))
+            self.mult.copy_(corrector_multipliers(h, self.coefs[7], self.snr, z, self.batch_mean))
         sampler_update_(self.x, self.p, h, self.coefs, self.mult, seed=self.seed, step=self.noise, sample_ids=self.ids,
                         backend=self.backend)
         self.r.add_(1)
@@ -206,7 +205,9 @@ class GraphedProgram(CapturedSteps):
                  progress: Progress = None) -> torch.Tensor:
         if x0.shape != self.x.shape:
             raise ValueError(f"x0 must have the captured shape {tuple(self.x.shape)}, got {tuple(x0.shape)}")
-        tables = program.tables(self.denoiser, self.device)
+        t = program.tables(self.denoiser, self.device)
+        tables = {"f": torch.cat([t["sigma"][:, None], t["coefs"], t["snr"][:, None]], dim=1),
+                  "i": torch.stack([t["level"], t["noise"]], dim=1)}
         adaptive = any(row.snr > 0 for row in program.rows)
         shapes = {k: v.shape for k, v in tables.items()}
         if (self.tables is None or shapes != {k: v.shape for k, v in self.tables.items()}
