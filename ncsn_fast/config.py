@@ -9,6 +9,7 @@ with a safe loader that turns those tags into plain mappings and never construct
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,15 @@ import yaml
 from .errors import ConfigError
 
 FAMILIES = ("ncsn", "ncsnv2")
+# What a config's numbers may be: anything outside is a broken or crafted file, refused before it allocates.
+TINY = 1e-12
+LIMITS = {
+    "data.image_size": (1, 4096), "data.channels": (1, 4), "model.ngf": (1, 4096), "model.num_classes": (1, 100_000),
+    "model.sigma_begin": (TINY, 1e6), "model.sigma_end": (TINY, 1e6), "model.ema_rate": (0.0, 1.0),
+    "sampling.n_steps_each": (1, 1_000_000), "sampling.step_lr": (TINY, 1e6), "sampling.batch_size": (1, 1 << 20),
+    "training.batch_size": (1, 1 << 20), "training.n_iters": (0, 1 << 40), "training.snapshot_freq": (1, 1 << 40),
+    "optim.lr": (0.0, 1e3),
+}
 ARCHITECTURES = ("CondRefineNetDilated", "NCSNv2", "NCSNv2Deeper", "NCSNv2Deepest")
 
 
@@ -96,10 +106,14 @@ class Config:
         if (self.family == "ncsn") != (self.arch == "CondRefineNetDilated"):
             raise ConfigError(f"arch {self.arch} does not belong to family {self.family}")
         m = self.model
-        if m.num_classes < 1 or m.ngf < 1 or self.data.image_size < 1 or self.data.channels < 1:
-            raise ConfigError("ngf, num_classes, image_size and channels must be positive")
-        if not (m.sigma_begin > 0 and m.sigma_end > 0):
-            raise ConfigError(f"sigmas must be positive, got {m.sigma_begin} and {m.sigma_end}")
+        for name, (lo, hi) in LIMITS.items():
+            section, key = name.split(".")
+            value = getattr(getattr(self, section), key)
+            if isinstance(value, float):
+                if not (math.isfinite(value) and lo <= value <= hi):
+                    raise ConfigError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {value!r}")
+            elif not lo <= value <= hi:
+                raise ConfigError(f"{name} must be an integer in [{lo}, {hi}], got {value!r}")
         if m.sigma_dist not in ("geometric", "uniform"):
             raise ConfigError(f"model.sigma_dist must be 'geometric' or 'uniform', got {m.sigma_dist!r}")
 
@@ -187,7 +201,7 @@ def _section(cls, raw: Mapping[str, Any] | None, defaults: dict | None = None):
             typ = type(getattr(cls(), f.name))
             try:
                 values[f.name] = typ(values[f.name]) if typ is not bool else _as_bool(values[f.name])
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ConfigError(f"{cls.__name__[:-6].lower()}.{f.name}: cannot read "
                                   f"{values[f.name]!r} as {typ.__name__}") from None
     return cls(**values)
@@ -280,6 +294,7 @@ class ScoreSdeConfig(dict):
         super().__init__(raw.get("config", raw))  # the fixtures wrap it with the source's name and the changes
         if not isinstance(self.get("model"), Mapping) or not isinstance(self.get("data"), Mapping):
             raise ConfigError("an NCSN++ config needs its model and data sections")
+        _check_ncsnpp_numbers(self)
         d = self["data"]
         self.image_shape = (d["num_channels"], d["image_size"], d["image_size"])
         self.data = _namespace(logit_transform=False, rescaled=bool(d.get("centered", False)),
@@ -297,6 +312,28 @@ class ScoreSdeConfig(dict):
         """A plain nested dict (as JSON holds it)."""
         import json
         return json.loads(json.dumps(self))
+
+
+NCSNPP_LIMITS = {  # as LIMITS, for the numbers of a score-SDE config
+    ("data", "image_size"): (1, 4096), ("data", "num_channels"): (1, 4), ("model", "nf"): (1, 4096),
+    ("model", "num_scales"): (1, 100_000), ("model", "num_res_blocks"): (0, 64),
+    ("model", "sigma_max"): (TINY, 1e6), ("model", "sigma_min"): (TINY, 1e6),
+}
+
+
+def _check_ncsnpp_numbers(cfg: Mapping) -> None:
+    for (section, key), (lo, hi) in NCSNPP_LIMITS.items():
+        value = cfg[section].get(key)
+        kind = float if isinstance(lo, float) else int
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \
+            lo <= value <= hi and (kind is float or value == int(value))
+        if not ok:
+            raise ConfigError(f"{section}.{key} must be {'a finite number' if kind is float else 'an integer'} in "
+                              f"[{lo:g}, {hi:g}], got {value!r}")
+    ch_mult = cfg["model"].get("ch_mult", ())
+    if not (isinstance(ch_mult, (list, tuple)) and 1 <= len(ch_mult) <= 12 and
+            all(isinstance(c, int) and 1 <= c <= 64 for c in ch_mult)):
+        raise ConfigError(f"model.ch_mult must be 1 to 12 integers in [1, 64], got {ch_mult!r}")
 
 
 def _namespace(**kw):
@@ -320,7 +357,7 @@ def load_ncsnpp_config(config) -> tuple[ScoreSdeConfig, str]:
     elif isinstance(config, (str, Path)) and Path(config).suffix == ".json":
         try:
             raw, source = json.loads(Path(config).read_text()), str(config)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, RecursionError) as e:
             raise ConfigError(f"cannot read the config {config}: {e}") from None
     elif isinstance(config, str) and config in published_ncsnpp_configs():
         raw, source = published_ncsnpp_configs()[config], f"published config {config}"
@@ -330,5 +367,5 @@ def load_ncsnpp_config(config) -> tuple[ScoreSdeConfig, str]:
                           f"the resolved config; got {config!r}")
     try:
         return ScoreSdeConfig(raw), source
-    except (ConfigError, KeyError, TypeError) as e:
+    except (ConfigError, KeyError, TypeError, ValueError) as e:
         raise ConfigError(f"the config from {source} is not an NCSN++ config ({e})") from None

@@ -62,7 +62,7 @@ def resolve_config(path: Path, contents: Contents, config, *, image_size=None, s
         if contents.config is not None:
             try:
                 cfg = family.config_embedded(contents.config)
-            except (ConfigError, TypeError, ValueError, KeyError) as e:
+            except (ConfigError, TypeError, ValueError, KeyError, OverflowError, RecursionError) as e:
                 raise CheckpointError(f"{path}: its embedded config cannot be read ({e})") from None
             return family.with_image_size(cfg, image_size), "embedded in the checkpoint", ""
         beside = family.config_beside(path)

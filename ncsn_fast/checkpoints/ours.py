@@ -78,7 +78,7 @@ def read_safetensors(path: Path) -> Contents:
     if "config" in meta:
         try:
             config = json.loads(meta["config"])
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:
             raise CheckpointError(f"{path}: its metadata 'config' is not valid JSON ({e})") from None
     state = strip_prefix(state)
     kind = {"ema": "EMA weights", "raw": "raw weights"}.get(meta.get("weights"), "weights of unknown kind")

@@ -2,8 +2,10 @@
 globals that score-SDE files carry, so that nothing in a file can run code; and what a format module makes of it.
 
 score-SDE checkpoints carry a NumPy float64 (the warm-up learning rate in the optimizer state), so their pickle
-names NumPy's scalar reconstructor and dtype classes: exactly those are admitted (under their NumPy 1 and NumPy 2
-names) and nothing else.
+names NumPy's scalar reconstructor, `numpy.dtype` and dtype classes: exactly those are admitted (under their NumPy 1
+and NumPy 2 names), `numpy.dtype` only as a builder of the few scalar dtypes such files carry, and nothing else.
+Files in torch's zip format are memory-mapped, so a tensor's storage is not read into memory until it is used:
+the shapes are checked against the config first.
 """
 
 from __future__ import annotations
@@ -32,10 +34,23 @@ class Contents:
     weights_are_ema: bool = False  # the stored weights are the EMA ones (a converted .safetensors)
 
 
+# The NumPy dtypes a checkpoint's scalars may have; `numpy.dtype` is admitted only as a builder of these.
+SCALAR_DTYPES = ("f8", "f4", "i8", "i4", "b1")
+
+
+def _scalar_dtype(name, align=False, copy=True):
+    """numpy.dtype as a pickle may call it, for the scalar dtypes above only (anything else is refused)."""
+    if not isinstance(name, str) or name.lstrip("<>=|") not in SCALAR_DTYPES or align is not False:
+        raise pickle.UnpicklingError(f"Unsupported global: numpy.dtype({name!r}) is not a scalar dtype of a "
+                                     f"checkpoint ({', '.join(SCALAR_DTYPES)})")
+    return np.dtype(name)
+
+
 def _numpy_globals() -> list:
     core = getattr(np, "_core", None) or np.core
     scalar = core.multiarray.scalar
-    allowed = [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype]
+    allowed = [(scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"),
+               (_scalar_dtype, "numpy.dtype")]
     dtypes = getattr(np, "dtypes", None)
     if dtypes is not None:
         allowed += [getattr(dtypes, n) for n in ("Float64DType", "Float32DType", "Int64DType", "Int32DType",
@@ -49,9 +64,10 @@ def torch_load(path: Path) -> Any:
         raise CheckpointError(f"checkpoint not found: {path}")
     if not path.is_file():
         raise CheckpointError(f"checkpoint path is not a file: {path}")
+    import zipfile
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as e:
         text = str(e)
         signs = ("unsupported global", "can only build", "unsupported operand")

@@ -5,14 +5,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .args import check_out_dir, positive_int
+from .args import check_out_dir, positive_int, seed_arg
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("demo", help="the NCSN paper's 2-D Gaussian mixture with its exact score")
     p.add_argument("--out", default="demo", help="output folder (default ./demo)")
     p.add_argument("-n", type=positive_int, default=6000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0, help="in [0, 2^63)")
     p.set_defaults(handler=run)
 
 

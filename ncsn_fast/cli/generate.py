@@ -20,6 +20,7 @@ from .args import (
     positive_int,
     positive_int_or,
     sampler_settings,
+    seed_arg,
 )
 
 EXIT_USAGE = 2
@@ -38,7 +39,7 @@ def add_parser(sub) -> None:
                    "GPU; default: the config's sampling batch size")
     p.add_argument("--shard-size", type=positive_int, default=1000,
                    help="images per shard, the unit of work and of resumption (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0, help="in [0, 2^63)")
     add_sampler_args(p)
     p.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"], default="auto",
                    help="network precision (the sampler's state stays float32); auto: bfloat16 on a CPU that "

@@ -19,6 +19,7 @@ from .args import (
     load_model,
     positive_int,
     sampler_settings,
+    seed_arg,
 )
 
 
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--checkpoint", help=CHECKPOINT_HELP + " (whose samples are then scored by a digit classifier)")
     add_checkpoint_args(p)
     p.add_argument("-n", type=positive_int, default=64, help="number of samples (default 64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0, help="in [0, 2^63)")
     p.add_argument("--out", default="samples", help="output folder (samples.png, samples.npz, config.yml; "
                    "default ./samples)")
     p.add_argument("--batch-size", type=positive_int, help="default: the config's sampling batch size")

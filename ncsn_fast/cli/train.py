@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from ..errors import NcsnError
-from .args import check_out_dir, distributed_setup, positive_float, positive_int
+from .args import check_out_dir, distributed_setup, positive_float, positive_int, seed_arg
 
 
 def add_parser(sub) -> None:
@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=positive_int, help="train until this step (default: the config's n_iters)")
     p.add_argument("--batch-size", type=positive_int, help="default: the config's training batch size")
     p.add_argument("--save-every", type=positive_int, help="default: the config's snapshot_freq")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_arg, default=0, help="in [0, 2^63)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
     p.add_argument("--grad-clip", type=positive_float, help="clip the gradient norm to this value")

@@ -78,6 +78,8 @@ def make_sampler(model, config=None, *, sampler: str | SamplerSettings | None = 
     (None: adaptive), runner.shape the shape of one sample, runner.batch_size its default batch (None: all)."""
     if method not in ("fast", "reference"):
         raise ValueError(f"method must be 'fast' or 'reference', got {method!r}")
+    if not (isinstance(seed, int) and 0 <= seed < 1 << 63):
+        raise ValueError(f"seed must be an integer in [0, 2^63) (the noise stream's 64 bits), got {seed!r}")
     target = resolve(model, config, sigmas=sigmas, shape=shape, kind=kind, centre=centre, device=device)
     # A function has no original sampler to reproduce: its reference draws from the stream unless told otherwise.
     rng = rng or ("philox" if method == "fast" or target.config is None else "torch")

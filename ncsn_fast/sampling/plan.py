@@ -7,6 +7,7 @@ default for NCSN / NCSNv2 and a table like the others.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -90,10 +91,10 @@ class SamplerSettings:
             raise ValueError(f"churn must be >= 0, got {self.churn}")
         if self.churn and self.name != "edm":
             raise ValueError(f"churn applies to the edm sampler only, not {self.name}")
-        for name in ("sigma_max", "sigma_min", "step_lr", "s_noise", "rtol", "atol"):
+        for name in ("sigma_max", "sigma_min", "step_lr", "s_noise", "rtol", "atol", "rho", "snr"):
             v = getattr(self, name)
-            if v is not None and not v > 0:
-                raise ValueError(f"{name} must be positive, got {v}")
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a positive finite number, got {v}")
         if not self.rho > 0 or not self.snr > 0 or self.n_corrector < 0:
             raise ValueError(f"need rho > 0, snr > 0 and n_corrector >= 0, got {self.rho}, {self.snr}, "
                              f"{self.n_corrector}")
