@@ -82,6 +82,7 @@ class Trainer:
         self.sigmas = config.sigmas(torch.float32).to(self.device)
         self.generator = torch.Generator(self.device).manual_seed(seed + 1)  # labels, noise, dequantisation
         self.step = 0
+        self.saved_step: int | None = None  # the step of checkpoint.pth on disk
 
     def _draw(self, fn, shape: tuple[int, ...], **kwargs) -> torch.Tensor:
         """fn(global shape) from the shared generator, then this rank's rows (all of them in one process)."""
@@ -143,7 +144,9 @@ class Trainer:
 
     def save(self) -> Path:
         """checkpoint_<step>.pth + checkpoint.pth (original list layout), config.yml, trainer_state.pt.
-        Rank 0 writes; the other ranks only return the path."""
+        Rank 0 writes; the other ranks only return the path. trainer_state.pt comes first and holds the generator
+        of this step and of the step checkpoint.pth holds until it is replaced, so a kill between any two writes
+        leaves a pair that resumes (each write atomic and durable)."""
         state = [{f"module.{k}": v.detach().cpu() for k, v in self.model.state_dict().items()},
                  self.optimizer.state_dict(), 0, self.step]
         if self.ema is not None:
@@ -151,11 +154,14 @@ class Trainer:
         path = self.out_dir / f"checkpoint_{self.step}.pth"
         if self.rank != 0:
             return path
-        atomic_torch_save(state, path)
-        atomic_torch_save(state, self.out_dir / "checkpoint.pth")
+        generators = {self.step: self.generator.get_state()}
+        if self.saved_step is not None and self.saved_step != self.step:
+            generators[self.saved_step] = self._saved_generator
         atomic_write_bytes(self.out_dir / "config.yml", yaml.safe_dump(self.config.to_dict(), sort_keys=False).encode())
-        atomic_torch_save({"step": self.step, "generator": self.generator.get_state()},
-                          self.out_dir / "trainer_state.pt")
+        atomic_torch_save({"generators": generators}, self.out_dir / "trainer_state.pt", durable=True)
+        atomic_torch_save(state, path, durable=True)
+        atomic_torch_save(state, self.out_dir / "checkpoint.pth", durable=True)
+        self.saved_step, self._saved_generator = self.step, generators[self.step]
         return path
 
     @classmethod
@@ -172,8 +178,10 @@ class Trainer:
         if trainer.ema is not None:
             trainer.ema.load_state_dict(state[4])
         own = torch.load(extra, map_location="cpu", weights_only=True)
-        if own["step"] != state[3]:
-            raise CheckpointError(f"{extra} is from step {own['step']} but {ckpt} from step {state[3]}")
-        trainer.step = state[3]
-        trainer.generator.set_state(own["generator"])
+        generators = own.get("generators") or {own.get("step"): own.get("generator")}  # older runs: one step
+        if state[3] not in generators:
+            raise CheckpointError(f"{extra} holds steps {sorted(generators)} but {ckpt} is from step {state[3]}")
+        trainer.step = trainer.saved_step = state[3]
+        trainer._saved_generator = generators[state[3]]
+        trainer.generator.set_state(generators[state[3]])
         return trainer

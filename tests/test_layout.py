@@ -8,7 +8,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1] / "ncsn_fast"
 # Lowest first. A module may import its own layer or a lower one, never a higher one.
 LAYERS = [
-    {"errors", "fileio", "machine", "hostmem", "digits", "losses", "data", "version"},
+    {"errors", "fileio", "machine", "hostmem", "digits", "losses", "data", "version", "runlock"},
     {"config", "images"},
     {"kernels"},
     {"ops"},

@@ -48,8 +48,8 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, config, *,
     atomic_torch_save(obj, path)
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    atomic_write(path, lambda f: torch.save(obj, f))
+def atomic_torch_save(obj: Any, path: str | Path, durable: bool = False) -> None:
+    atomic_write(path, lambda f: torch.save(obj, f), durable)
 
 
 def is_safetensors(path: str | Path) -> bool:

@@ -105,6 +105,15 @@ def check_out_dir(out: Path, create: bool = False) -> None:
             raise NcsnError(f"--out {out}: cannot write there ({e.strerror or e})") from None
 
 
+def backend_arg(name: str, device) -> str:
+    """--backend resolved for `device` (auto: the first that can run there); NcsnError naming why one cannot."""
+    from ..ops._backends import choose
+    try:
+        return choose(name, device)
+    except (RuntimeError, ValueError) as e:
+        raise NcsnError(f"--backend {name}: {str(e).splitlines()[0]}") from None
+
+
 def device_arg(text: str):
     """--device as a torch.device, refusing unknown names and CUDA where there is none."""
     import torch

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
+import sys
 from pathlib import Path
 
 from ..errors import NcsnError
+from ..runlock import RunLock
 from .args import (
     CHECKPOINT_HELP,
     add_checkpoint_args,
     add_sampler_args,
+    backend_arg,
     check_out_dir,
     checkpoint_path,
     distributed_setup,
@@ -50,7 +54,10 @@ def add_parser(sub) -> None:
                    "LOCAL_RANK's GPU)")
     p.add_argument("--writer-threads", type=positive_int, default=2, help="background PNG/npz writers")
     p.add_argument("--resume", action="store_true", help="continue the unfinished run in --out")
-    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again (once the new "
+                   "run is known to be able to start)")
+    p.add_argument("--allow-device-change", action="store_true", help="--resume on another device kind, backend or "
+                   "torch version than the run began with (recorded in the manifest; the images then mix numerics)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -102,20 +109,34 @@ def _check_sampler(name: str | None, batch_mean: bool = False) -> None:
 
 
 def _generate(args, batch_arg, out: Path) -> int:
+    rank, world, device = distributed_setup(args.device)
+    lock = RunLock(out, "generate run") if rank == 0 else contextlib.nullcontext()
+    try:
+        return _generate_locked(args, batch_arg, out, rank, world, device, lock)
+    finally:
+        if rank == 0:
+            lock.__exit__(None, None, None)
+
+
+def _generate_locked(args, batch_arg, out: Path, rank: int, world: int, device, lock) -> int:
     import dataclasses
+
+    import torch
 
     from .. import generate as gen
     from ..sampling import Sampler
+    from ..version import __version__
 
-    rank, world, device = distributed_setup(args.device)
     error, complete = None, False
     try:
+        lock.__enter__()  # process 0 owns the folder for the run; a second run is refused before anything
         model, cfg, info = load_model(args)
         dtype, why = dtype_arg(args.dtype, device, cfg, quiet=rank != 0)
         sampler_cfg = sampler_settings(args, cfg)
+        backend = backend_arg(args.backend, device)
         try:  # planned once, here: a setting the model cannot run is refused before anything is written
             sampler = Sampler(model.to(device), cfg, sampler_cfg, seed=args.seed, device=device, dtype=dtype,
-                              backend=args.backend)
+                              backend=backend)
         except ValueError as e:
             raise NcsnError(str(e)) from None
         ald = sampler_cfg.name == "ald"
@@ -127,9 +148,16 @@ def _generate(args, batch_arg, out: Path) -> int:
             denoise=s.denoise if args.denoise is None or not ald else args.denoise,
             dtype=str(dtype).removeprefix("torch."),
             format=args.format, shard_size=args.shard_size, sampler=sampler_cfg.to_dict())
+        identity = {"device": device.type, "backend": backend, "torch": torch.__version__, "ncsn_fast": __version__}
         if rank == 0:
-            manifest = gen.prepare_output(out, settings, resume=args.resume, overwrite=args.overwrite)
+            manifest = gen.prepare_output(out, settings, identity, resume=args.resume, overwrite=args.overwrite,
+                                          allow_device_change=args.allow_device_change,
+                                          need_bytes=gen.bytes_needed(settings, cfg.image_shape))
             gen.remove_stale_temps(out)
+            hwc = (cfg.image_shape[1], cfg.image_shape[2], cfg.image_shape[0])
+            pngs = (lambda i: gen.png_path(out, i, settings.n)) if settings.format != "npz" else None
+            for note in gen.verify_shards(out, settings.n, settings.shard_size, settings.digest(), hwc, pngs):
+                print(f"ncsn-fast: note: {note}", file=sys.stderr)
             complete = bool(manifest.get("complete"))
             if not complete:
                 gen.write_manifest(out, manifest)

@@ -7,6 +7,7 @@ written only once everything has succeeded, each file atomically, so a failed ru
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 
 from ..errors import NcsnError
@@ -40,6 +41,12 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (NcsnError, FloatingPointError) as e:
         print(f"ncsn-fast: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as e:  # the disk (full, read-only, gone): what was recorded before it stays
+        where = f" ({e.filename})" if e.filename else ""
+        why = "the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT) else (e.strerror or str(e))
+        print(f"ncsn-fast: error: {why}{where}; what was recorded before is kept (generate: --resume continues)",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("ncsn-fast: interrupted", file=sys.stderr)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 from ..errors import NcsnError
+from ..runlock import RunLock
 from .args import check_out_dir, distributed_setup, positive_float, positive_int, seed_arg
 
 
@@ -51,13 +53,9 @@ class TrainLog:
 
 
 def run(args) -> int:
-    import torch
-    from tqdm.auto import tqdm
-
     from ..config import load_config
-    from ..data import ImageFolder, batch_at
+    from ..data import ImageFolder
     from ..digits import DigitsDataset
-    from ..training import Trainer
 
     cfg = load_config(args.config)
     if args.data == "digits" and not Path("digits").is_dir():
@@ -66,9 +64,20 @@ def run(args) -> int:
         data = ImageFolder(args.data, cfg.data.image_size, cfg.data.channels)
     out = Path(args.out)
     check_out_dir(out)
+    rank, world, device = distributed_setup(args.device)
+    with RunLock(out, "training run") if rank == 0 else contextlib.nullcontext():  # the folder is this run's
+        return _train(args, cfg, data, out, rank, world, device)
+
+
+def _train(args, cfg, data, out: Path, rank: int, world: int, device) -> int:
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..data import batch_at
+    from ..training import Trainer
+
     if not args.resume and (out / "checkpoint.pth").exists():
         raise NcsnError(f"--out {out} already holds a run: pass --resume to continue it, or another folder")
-    rank, world, device = distributed_setup(args.device)
     kw = dict(device=device, seed=args.seed, amp=args.amp, grad_clip=args.grad_clip, distributed=world > 1)
     trainer = Trainer.resume(cfg, out, **kw) if args.resume else Trainer(cfg, out, **kw)
     steps = args.steps or cfg.training.n_iters

@@ -52,8 +52,10 @@ class CapturedSteps:
         else:
             self._steps(k)
 
-    def _run(self, total: int, reset: Callable[[], None], progress: Callable[[int], object] | None) -> None:
-        """`total` steps from the state `reset()` sets (called again after any capture's warm-up moved it)."""
+    def _run(self, total: int, reset: Callable[[], None], progress: Callable[[int], object] | None,
+             check: Callable[[], None] | None = None) -> None:
+        """`total` steps from the state `reset()` sets (called again after any capture's warm-up moved it);
+        check() is called whenever the host has waited for the device (every replay, two behind), and at the end."""
         k = min(self.k, total)
         chunks = [k] * (total // k) + [1] * (total % k)  # replays of the k-step graph, then one-step ones
         if self.capture:
@@ -61,15 +63,23 @@ class CapturedSteps:
                 reset()
                 self._graph(size)
         reset()
-        # With a progress bar the host stays at most two replays ahead of the device, so the bar shows work
-        # done, not work queued.
+        # The host stays at most two replays ahead of the device (the queue stays full), so a progress bar shows
+        # work done, not work queued, and a check of the state is at most two replays late.
         done = []
         for size in chunks:
             self._replay(size)
+            if self.capture:
+                done.append(torch.cuda.Event())
+                done[-1].record()
+                if len(done) > 2:
+                    done.pop(0).synchronize()
+                    if check is not None:
+                        check()
+            elif check is not None:
+                check()
             if progress is not None:
-                if self.capture:
-                    done.append(torch.cuda.Event())
-                    done[-1].record()
-                    if len(done) > 2:
-                        done.pop(0).synchronize()
                 progress(size)
+        if check is not None:
+            if done:
+                done[-1].synchronize()
+            check()

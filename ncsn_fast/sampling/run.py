@@ -84,14 +84,17 @@ class Sampler:
             x0 = self.initial_state(run_ids)
         prog = self.plan.program
         x = None
-        if prog is None:
-            x = self.plan.reference(self.denoiser, x0, noise=philox_noise(self.seed, run_ids.to(self.device)),
-                                    progress=progress)
-        elif self.graph:
-            x = self._graphed(prog, x0, run_ids, progress)
-        if x is None:
-            x = run_program(prog, self.denoiser, x0, seed=self.seed, sample_ids=run_ids, backend=self.backend,
-                            progress=progress)
+        try:
+            if prog is None:
+                x = self.plan.reference(self.denoiser, x0, noise=philox_noise(self.seed, run_ids.to(self.device)),
+                                        progress=progress)
+            elif self.graph:
+                x = self._graphed(prog, x0, run_ids, progress)
+            if x is None:
+                x = run_program(prog, self.denoiser, x0, seed=self.seed, sample_ids=run_ids, backend=self.backend,
+                                progress=progress)
+        except FloatingPointError as e:  # the table's watch stopped it within a few rows
+            raise FloatingPointError(f"{e}: {divergence_hint(self.plan, self.foreign)}") from None
         return check_finite(x[:m], ids, divergence_hint(self.plan, self.foreign))
 
     def _graphed(self, prog, x0, run_ids, progress):
@@ -151,7 +154,8 @@ def torch_generator_noise(generator: torch.Generator) -> NoiseSampler:
 
 def divergence_hint(plan_, foreign: bool) -> str:
     if plan_.name == "ald":
-        return f"step_lr {plan_.reference.keywords['step_lr']} may be too large for this model"
+        return f"step_lr {plan_.reference.keywords['step_lr']} may be too large for this " + \
+            ("function" if foreign else "model")
     return f"the {plan_.name} sampler's settings may not suit this {'function' if foreign else 'model'}"
 
 

@@ -57,6 +57,19 @@ class Program:
     def evals(self) -> int:
         return len(self.rows)
 
+    def describe_row(self, r: int) -> str:
+        """Where row r is in the sampler, for messages: annealed Langevin's level and step, or the step of N."""
+        row = self.rows[r]
+        if row.level is None:
+            return f"step {r + 1} of {len(self.rows)} (sigma = {row.sigma:.4g})"
+        denoise = self.start == "uniform" and self.rows[-1].a[3] == 0.0  # annealed Langevin's final row
+        if denoise and r == len(self.rows) - 1:
+            return f"the final denoising step (sigma = {row.sigma:.4g})"
+        steps = [i for i, q in enumerate(self.rows[: len(self.rows) - denoise]) if q.level == row.level]
+        levels = len({q.level for q in self.rows})
+        return (f"level {row.level} of {levels} (sigma = {row.sigma:.4g}), step {steps.index(r) + 1} of "
+                f"{len(steps)}")
+
     def tables(self, denoiser: Denoiser, device) -> dict[str, torch.Tensor]:
         """The rows as device tensors: coefs (R, 8) = {a_x, a_h, a_p, a_z, p_x, p_h, p_p, c} on the raw network
         output h (s = c h), sigma (R,), level (R,), noise (R,), snr (R,)."""
@@ -98,6 +111,30 @@ class Program:
         return x.view(len(ids), *shape).to(device)
 
 
+class Divergence:
+    """Watches the sampler's state for NaN / inf: after each row a device-side flag keeps the first row whose x was
+    not finite (no host synchronisation); the host reads it when it waits for the device anyway, and raises
+    FloatingPointError naming the samples and the row."""
+
+    def __init__(self, program: Program, device):
+        self.program = program
+        self.bad_row = torch.full((1,), -1, dtype=torch.int64, device=device)
+
+    def update(self, x: torch.Tensor, r) -> None:
+        bad = ~torch.isfinite(x).all()
+        self.bad_row.copy_(torch.where(bad & (self.bad_row < 0), r, self.bad_row))
+
+    def check(self, x: torch.Tensor, sample_ids: torch.Tensor) -> None:
+        r = int(self.bad_row)
+        if r < 0:
+            return
+        n = x.shape[0]
+        bad = (~torch.isfinite(x.reshape(n, -1)).all(1)).cpu()
+        ids = sample_ids.cpu()[bad[: len(sample_ids)]].tolist() or sample_ids.cpu().tolist()
+        more = f" (and {len(ids) - 1} more)" if len(ids) > 1 else ""
+        raise FloatingPointError(f"sample {ids[0]}{more} became NaN or inf at {self.program.describe_row(r)}")
+
+
 def corrector_multipliers(h: torch.Tensor, c: torch.Tensor, snr: torch.Tensor, z: torch.Tensor,
                           batch_mean: bool) -> torch.Tensor:
     """(N, 2) {eps, sqrt(2 eps)} with eps = 2 (snr ||z|| / ||c h||)^2 per sample (or from batch means), for a
@@ -123,6 +160,8 @@ def run_program(program: Program, denoiser: Denoiser, x: torch.Tensor, *, seed: 
         then sampler_update_ref with that z, no longer one fused kernel.
     stats: a list that receives, per row, the (N, 2) per-sample norms [||c h||, ||z||] on the device (the original
         Langevin sampler's grad_norm and noise_norm before the batch mean).
+    A state that becomes NaN or inf ends the run within a few rows (every row on the CPU, every 8 on a GPU) with a
+    FloatingPointError naming the samples and the row (Divergence).
     """
     device = x.device
     x = x.detach().to(torch.float32).contiguous().clone()
@@ -134,6 +173,7 @@ def run_program(program: Program, denoiser: Denoiser, x: torch.Tensor, *, seed: 
     step_t = torch.zeros(1, dtype=torch.int64, device=device)
     ones = torch.ones(n, 2, device=device)
     levels = t["level"].tolist() if constraint is not None else None
+    watch, every = Divergence(program, device), (1 if device.type == "cpu" else 8)
     for r, row in enumerate(program.rows):
         if constraint is not None:
             x = constraint(x, levels[r], r).contiguous()
@@ -153,8 +193,12 @@ def run_program(program: Program, denoiser: Denoiser, x: torch.Tensor, *, seed: 
             x, p = sampler_update_ref(x, p, h, t["coefs"][r], mult, z)
         else:
             sampler_update_(x, p, h, t["coefs"][r], mult, seed=seed_t, step=step_t, sample_ids=ids, backend=backend)
+        watch.update(x, r)
+        if r % every == every - 1:
+            watch.check(x, ids)
         if progress is not None:
             progress(1)
+    watch.check(x, ids)
     return x
 
 
@@ -188,6 +232,7 @@ class GraphedProgram(CapturedSteps):
         self.mult = torch.ones(n, 2, device=device)
         self.tables: dict[str, torch.Tensor] | None = None
         self.adaptive, self.batch_mean = False, False
+        self.watch: Divergence | None = None
 
     def _step(self) -> None:
         torch.index_select(self.tables["f"], 0, self.r, out=self.row_f)
@@ -198,6 +243,7 @@ class GraphedProgram(CapturedSteps):
             self.mult.copy_(corrector_multipliers(h, self.coefs[7], self.snr, z, self.batch_mean))
         sampler_update_(self.x, self.p, h, self.coefs, self.mult, seed=self.seed, step=self.noise, sample_ids=self.ids,
                         backend=self.backend)
+        self.watch.update(self.x, self.r)
         self.r.add_(1)
 
     @torch.inference_mode()
@@ -219,11 +265,15 @@ class GraphedProgram(CapturedSteps):
             self.tables[k].copy_(v)
         self.seed.fill_(seed)
         self.ids.copy_(sample_ids)
+        if self.watch is None:
+            self.watch = Divergence(program, self.device)
+        self.watch.program = program
 
         def reset():
             self.x.copy_(x0)
             self.p.zero_()
             self.r.zero_()
             self.mult.fill_(1.0)
-        self._run(program.evals, reset, progress)
+            self.watch.bad_row.fill_(-1)
+        self._run(program.evals, reset, progress, check=lambda: self.watch.check(self.x, self.ids))
         return self.x.clone()

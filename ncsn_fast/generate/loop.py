@@ -2,15 +2,15 @@
 
 Sample i is a pure function of (checkpoint, settings, seed, i) (see `sampling.Sampler`), so the images
 do not depend on the batch size, on the number of processes or on restarts. Indices 0..n-1 are cut into
-shards of `shard_size`; process r of W takes shards r, r+W, ...; a finished shard is recorded by an atomic
-`shards/shard_<k>.npz` (its uint8 images), written after its PNGs. A restart redoes only unrecorded shards
-(a PNG of an unfinished shard is rewritten atomically with the same bytes), so a run killed at any moment
-and resumed ends with exactly n images, equal to an uninterrupted run. No process waits on another until
-the end, when process 0 joins the records into `samples.npz` (streamed, memory stays flat), draws the grid,
+shards of `shard_size`; process r of W takes shards r, r+W, ...; a finished shard is recorded by
+`shards/shard_<k>.npz` (shards.py: verified, durable), written after its PNGs. A restart redoes only shards
+without a good record (a PNG of an unfinished shard is rewritten atomically with the same bytes), so a run killed
+at any moment and resumed ends with exactly n images, equal to an uninterrupted run. No process waits on another
+until the end, when process 0 joins the records into `samples.npz` (streamed, memory stays flat), draws the grid,
 completes `manifest.json` and removes the records.
 
 Output folder:
-    manifest.json            settings, seed, checkpoint hash, versions, status, timing
+    manifest.json            settings, identity, checkpoint hash, versions, status, shard checksums, timing
     images/00/000000.png     one PNG per image, folders of 10,000 (format png or both)
     samples.npz              arr_0: uint8 (n, H, W, C), as FID tools read it (format npz or both)
     grid.png                 the first (up to) 64 images
@@ -19,14 +19,12 @@ Output folder:
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 import platform
 import shutil
 import sys
 import time
-import zipfile
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -35,35 +33,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .config import Config
-from .errors import NcsnError
-from .fileio import atomic_write, atomic_write_bytes
-from .images import inverse_data_transform, make_grid, png_bytes, to_uint8_nhwc
+from ..config import Config
+from ..errors import NcsnError
+from ..fileio import atomic_write_bytes
+from ..images import inverse_data_transform, make_grid, png_bytes, to_uint8_nhwc
+from .folder import Settings, write_manifest
+from .shards import collect, recorded_shards, shard_range, shard_records, write_npz_streaming, write_shard
 
 PER_FOLDER = 10_000
-SETTING_DEFAULTS = {"sampler": {"name": "ald"}}
-MANIFEST = "manifest.json"
-OURS = (MANIFEST, "images", "shards", "samples.npz", "grid.png")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything that decides the images (and their files); a resumed run must match it exactly."""
-    checkpoint_sha256: str
-    config: dict
-    ema: bool
-    n: int
-    seed: int
-    n_steps_each: int
-    step_lr: float
-    denoise: bool
-    dtype: str
-    format: str
-    shard_size: int
-    sampler: dict = field(default_factory=lambda: {"name": "ald"})  # SamplerSettings.to_dict()
-
-    def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
 @dataclass
@@ -73,6 +50,8 @@ class Timing:
     waiting_on_writer_seconds: float = 0.0  # the device idle because the writer queue was full
     final_flush_seconds: float = 0.0  # after the last batch, waiting for the last files
     images: int = 0  # made by this process in this run
+    rss_mb: list = field(default_factory=list)  # the process's resident memory after each shard (MB)
+    peak_rss_mb: float = 0.0
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -88,55 +67,23 @@ def png_path(out: Path, i: int, n: int) -> Path:
     return out / "images" / f"{i // PER_FOLDER:02d}" / f"{i:0{width}d}.png"
 
 
-def shard_path(out: Path, k: int) -> Path:
-    return out / "shards" / f"shard_{k:06d}.npz"
-
-
-def shard_range(k: int, n: int, shard_size: int) -> range:
-    return range(k * shard_size, min((k + 1) * shard_size, n))
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (Linux /proc; 0 where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def versions() -> dict:
-    from .version import __version__
+    from ..version import __version__
     v = {"ncsn_fast": __version__, "torch": torch.__version__, "numpy": np.__version__,
          "python": platform.python_version()}
     if torch.cuda.is_available():
         v["cuda"] = torch.version.cuda
         v["gpu"] = torch.cuda.get_device_name()
     return v
-
-
-def prepare_output(out: Path, settings: Settings, *, resume: bool, overwrite: bool) -> dict:
-    """Check (and on overwrite, clear) the output folder; return the manifest to start from."""
-    manifest_file = out / MANIFEST
-    if out.exists() and not out.is_dir():
-        raise NcsnError(f"--out {out} exists and is not a folder")
-    if manifest_file.exists():
-        try:
-            old = json.loads(manifest_file.read_text())
-        except (OSError, ValueError) as e:
-            raise NcsnError(f"{manifest_file} is unreadable ({e}); pass --overwrite to start again") from None
-        if overwrite:
-            for name in OURS:
-                target = out / name
-                if target.is_dir():
-                    shutil.rmtree(target)
-                else:
-                    target.unlink(missing_ok=True)
-        elif not resume:
-            done = "complete" if old.get("complete") else "unfinished"
-            raise NcsnError(f"--out {out} already holds a generation run ({done}): pass --resume to continue it "
-                            f"or --overwrite to start again")
-        else:
-            recorded = {**SETTING_DEFAULTS, **old.get("settings", {})}  # runs made before a setting existed
-            diff = [k for k, v in settings.to_dict().items() if recorded.get(k) != v]
-            if diff:
-                raise NcsnError(f"--out {out} holds a run made with other settings ({', '.join(diff)} differ): "
-                                f"--resume needs the same ones; pass --overwrite to start again")
-            return old
-    elif out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise NcsnError(f"--out {out} is not empty and holds no generation run; choose an empty folder")
-    return {"settings": settings.to_dict(), "complete": False}
 
 
 def remove_stale_temps(out: Path) -> None:
@@ -178,34 +125,6 @@ def _write_pngs(out: Path, ids: range, images: np.ndarray, n: int) -> None:
         atomic_write_bytes(png_path(out, i, n), png_bytes(img))
 
 
-def _write_shard(path: Path, ids: range, images: np.ndarray, png_futures: list[Future]) -> None:
-    for f in png_futures:  # the record comes after the shard's PNGs are on disk
-        f.result()
-    atomic_write(path, lambda f: np.savez(f, images=images, first=np.int64(ids.start)))
-
-
-def write_npz_streaming(path: Path, out: Path, n_shards: int, n: int, image_shape: tuple[int, int, int]) -> None:
-    """samples.npz with arr_0 = uint8 (n, H, W, C), written shard by shard (never all in memory)."""
-    c, h, w = image_shape
-    header = {"descr": "|u1", "fortran_order": False, "shape": (n, h, w, c)}
-
-    def write(f):
-        with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-            with zf.open("arr_0.npy", "w", force_zip64=True) as entry:
-                np.lib.format.write_array_header_1_0(entry, header)
-                for k in range(n_shards):
-                    with np.load(shard_path(out, k)) as z:
-                        entry.write(np.ascontiguousarray(z["images"]).tobytes())
-    atomic_write(path, write)
-
-
-def recorded_shards(out: Path) -> set[int]:
-    folder = out / "shards"
-    if not folder.is_dir():
-        return set()
-    return {int(p.stem.split("_")[1]) for p in folder.glob("shard_*.npz")}
-
-
 def auto_batch_size(sampler, config: Config, device: torch.device, cap: int, headroom: float = 0.8) -> int:
     """On a GPU, the largest power-of-two batch (<= cap) whose network evaluation peaks below `headroom` of
     the device memory (the rest for the Langevin state, graphs and the allocator); on the CPU the config's
@@ -236,10 +155,10 @@ def generate(sampler, config: Config, out: Path, settings: Settings, *, batch_si
     """This process's shards of the run in `out` (already prepared by `prepare_output` on rank 0)."""
     from tqdm.auto import tqdm
 
-    n, shard_size = settings.n, settings.shard_size
+    n, shard_size, digest = settings.n, settings.shard_size, settings.digest()
     n_shards = math.ceil(n / shard_size)
     want_png = settings.format in ("png", "both")
-    done = recorded_shards(out)
+    done = recorded_shards(out)  # verified by process 0 before the run (verify_shards)
     mine = [k for k in range(rank, n_shards, world_size) if k not in done]
     timing = Timing()
     writer = Writer(writer_threads)
@@ -274,7 +193,8 @@ def generate(sampler, config: Config, out: Path, settings: Settings, *, batch_si
                     last_poll = time.perf_counter()  # the other processes' finished shards count too
                     bar.n = total_done()
                     bar.refresh()
-            writer.submit(_write_shard, shard_path(out, k), ids, np.concatenate(shard_images), png_futures)
+            writer.submit(write_shard, out, k, ids, np.concatenate(shard_images), digest, png_futures)
+            timing.rss_mb.append(round(rss_mb(), 1))
         t0 = time.perf_counter()
         writer.flush()
         timing.final_flush_seconds = time.perf_counter() - t0
@@ -290,33 +210,33 @@ def generate(sampler, config: Config, out: Path, settings: Settings, *, batch_si
         bar.refresh()
     bar.close()
     timing.seconds = time.perf_counter() - t_start
+    timing.peak_rss_mb = max([rss_mb(), *timing.rss_mb])
     return timing
 
 
 def finish(out: Path, config: Config, settings: Settings, manifest: dict, timing: dict) -> None:
-    """Process 0, once every shard is recorded: samples.npz, grid.png, the completed manifest."""
-    n, shard_size = settings.n, settings.shard_size
+    """Process 0, once every shard is recorded: samples.npz, grid.png, the completed manifest (with every shard's
+    checksum), each record verified as it is read."""
+    n, shard_size, digest = settings.n, settings.shard_size, settings.digest()
     n_shards = math.ceil(n / shard_size)
+    hwc = (config.image_shape[1], config.image_shape[2], config.image_shape[0])
     missing = set(range(n_shards)) - recorded_shards(out)
     if missing:
         raise NcsnError(f"{len(missing)} shards of {out} are not recorded (first: {min(missing)}); run again "
                         f"with --resume")
     if settings.format in ("npz", "both"):
-        write_npz_streaming(out / "samples.npz", out, n_shards, n, config.image_shape)
+        records = write_npz_streaming(out / "samples.npz", out, n, shard_size, digest, hwc)
+    else:
+        records = shard_records(out, n, shard_size, digest, hwc)
     grid = []
-    for k in range(n_shards):
-        with np.load(shard_path(out, k)) as z:
-            grid.append(z["images"][: 64 - sum(len(g) for g in grid)])
+    for _, images in collect(out, n, shard_size, digest, hwc):
+        grid.append(images[: 64 - sum(len(g) for g in grid)])
         if sum(len(g) for g in grid) >= 64:
             break
     atomic_write_bytes(out / "grid.png", png_bytes(make_grid(np.concatenate(grid))))
-    manifest.update(complete=True, timing=timing)
+    manifest.update(complete=True, shards=records, timing=timing)
     write_manifest(out, manifest)
     shutil.rmtree(out / "shards", ignore_errors=True)
-
-
-def write_manifest(out: Path, manifest: dict) -> None:
-    atomic_write_bytes(out / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=False) + "\n").encode())
 
 
 def command_line() -> str:
