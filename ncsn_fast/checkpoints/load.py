@@ -2,7 +2,8 @@
 format told from its contents, its config resolved by one rule, and its family builds the network.
 
 Formats: the original NCSN / NCSNv2 files (ermongroup.py), the score-SDE code's NCSN++ files (score_sde.py), ours
-(.pth and .safetensors, any family: ours.py), and bare state_dicts of either family.
+(.pth and .safetensors, any family: ours.py), NCSN++ folders in the diffusers format (diffusers.py), and bare
+state_dicts of either family.
 Config, first that applies: given > embedded in the file > `config.yml` beside it (NCSN / NCSNv2, as the original
 code leaves it) > inferred from the weights (what they cannot tell is asked for or, for NCSN++, assumed and said).
 """
@@ -16,7 +17,7 @@ import torch
 
 from ..config import ConfigError
 from ..errors import CheckpointError
-from . import ermongroup, ours, score_sde
+from . import diffusers, ermongroup, ours, score_sde
 from .safe_load import Contents, describe, torch_load
 
 FAMILIES = {"refinenet": ermongroup, "ncsnpp": score_sde}
@@ -41,6 +42,8 @@ def read(path: str | Path) -> Contents:
     path = Path(path)
     if ours.is_safetensors(path):
         return ours.read_safetensors(path)
+    if diffusers.is_folder(path):
+        return diffusers.read(path)
     obj = torch_load(path)
     for fmt in (ours, score_sde, ermongroup):
         contents = fmt.split(obj)
@@ -64,7 +67,7 @@ def resolve_config(path: Path, contents: Contents, config, *, image_size=None, s
                 cfg = family.config_embedded(contents.config)
             except (ConfigError, TypeError, ValueError, KeyError, OverflowError, RecursionError) as e:
                 raise CheckpointError(f"{path}: its embedded config cannot be read ({e})") from None
-            return family.with_image_size(cfg, image_size), "embedded in the checkpoint", ""
+            return family.with_image_size(cfg, image_size), contents.config_source, ""
         beside = family.config_beside(path)
         if beside is not None:
             return family.with_image_size(beside[0], image_size), beside[1], ""

@@ -129,16 +129,21 @@ def _block_layouts(n_res: int, n_attn: int):
                     yield kind, levels, blocks
 
 
-def _published_match(cfg: dict, published: dict[str, dict]):
-    """The published config(s) with this architecture, image size and noise scales, if any (some are the same
-    network under two names, e.g. CelebA-HQ and FFHQ at 256): the first, with all their names."""
+def published_names(cfg: dict, published: dict[str, dict]) -> list[str]:
+    """The published configs with this architecture, image size and noise scales (some are the same network under
+    two names, e.g. CelebA-HQ and FFHQ at 256)."""
     keys = ("nf", "ch_mult", "num_res_blocks", "attn_resolutions", "resblock_type", "progressive",
             "progressive_input", "progressive_combine", "embedding_type", "num_scales")
-    names = [name for name, p in published.items()
-             if all(p["model"][k] == cfg["model"][k] for k in keys)
-             and p["data"]["image_size"] == cfg["data"]["image_size"]
-             and math.isclose(p["model"]["sigma_max"], cfg["model"]["sigma_max"], rel_tol=1e-9)
-             and math.isclose(p["model"]["sigma_min"], cfg["model"]["sigma_min"], rel_tol=1e-9)]
+    return [name for name, p in published.items()
+            if all(p["model"][k] == cfg["model"][k] for k in keys)
+            and p["data"]["image_size"] == cfg["data"]["image_size"]
+            and math.isclose(p["model"]["sigma_max"], cfg["model"]["sigma_max"], rel_tol=1e-9)
+            and math.isclose(p["model"]["sigma_min"], cfg["model"]["sigma_min"], rel_tol=1e-9)]
+
+
+def _published_match(cfg: dict, published: dict[str, dict]):
+    """The first published config with this network, with all its names; None if none."""
+    names = published_names(cfg, published)
     if not names:
         return None
     return copy.deepcopy(published[names[0]]), f"inferred from the weights: the published {' = '.join(names)}", ""

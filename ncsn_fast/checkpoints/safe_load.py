@@ -32,6 +32,7 @@ class Contents:
     config: dict | None = None  # a config embedded in the file
     step: int | None = None
     weights_are_ema: bool = False  # the stored weights are the EMA ones (a converted .safetensors)
+    config_source: str = "embedded in the checkpoint"  # where a config that came with the weights came from
 
 
 # The NumPy dtypes a checkpoint's scalars may have; `numpy.dtype` is admitted only as a builder of these.

@@ -46,7 +46,8 @@ def _print(info, layout: str, model, *, architecture: str, levels: str, sampling
         f"architecture    {architecture}",
         f"parameters      {sum(p.numel() for p in model.parameters()):,} ({len(model.state_dict())} state_dict "
         f"entries)",
-        "weights         " + ("EMA" if info.ema_applied else "raw") +
+        "weights         " + ("as the folder holds them" if info.layout == "diffusers" else
+                                "EMA" if info.ema_applied else "raw") +
         (" (checkpoint has EMA weights)" if info.has_ema and not info.ema_applied else ""),
         f"noise levels    {levels}",
         f"sampling        {sampling}",
@@ -92,4 +93,17 @@ def _ncsnpp(model, cfg, info) -> int:
            sampling=f"{s.get('predictor', '?')} predictor + {s.get('corrector', '?')} corrector, snr "
                     f"{s.get('snr', '?')}: {len(sig) * (s.get('n_steps_each', 1) + 1)} network evaluations per sample",
            samplers={k: v for k, v in supported(Denoiser.from_ncsnpp(model)).items() if k != "ald"})
+    if m.get("group_norm") == "diffusers":
+        from ..checkpoints.ncsnpp_infer import published_names
+        from ..config import published_ncsnpp_configs
+        differ = model.group_counts_differ()
+        names = published_names(cfg, published_ncsnpp_configs())
+        sched = cfg.get("diffusers_scheduler", {})
+        print("diffusers       UNet2DModel with Skip blocks = NCSN++ "
+              + (f"(the published {' = '.join(names)})" if names else "(no published config has this layout)")
+              + "; GroupNorm groups " + ("as score-SDE's: also the score-SDE network exactly" if not differ else
+                                         f"by diffusers' rules, {differ} of them other than score-SDE's")
+              + f"; scheduler: sigma {sched.get('sigma_max')} -> {sched.get('sigma_min')}, "
+              f"{sched.get('num_train_timesteps')} steps, snr {sched.get('snr')}, "
+              f"{sched.get('correct_steps')} corrector step(s)")
     return 0

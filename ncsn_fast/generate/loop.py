@@ -55,10 +55,16 @@ class Timing:
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a checkpoint file, or of a checkpoint folder's files (their paths and bytes, in order)."""
+    path = Path(path)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        if path.is_dir():
+            h.update(str(p.relative_to(path)).encode() + b"\0")
+        with open(p, "rb") as f:
+            while block := f.read(chunk):
+                h.update(block)
     return h.hexdigest()
 
 

@@ -5,6 +5,11 @@ checkpoints load as they are.
 model(x, labels): labels are the noise scales sigma (continuous models, Gaussian Fourier embedding of log sigma)
 or level indices into `sigmas` (discrete models, positional embedding); with `scale_by_sigma` (every published
 VE config) the output is the score. The config is the resolved score-SDE config as a nested dict.
+
+`model.group_norm: "diffusers"` builds the network diffusers builds from a `UNet2DModel` config instead (its
+conversions of NCSN++): the same modules, with GroupNorm group counts by diffusers' rules, which differ from
+score-SDE's min(C / 4, 32) in two places: the attention blocks of the attention levels take 32 groups, and the
+resnets of the attention up-levels min(r + s // 4, 32) for an input of r + s channels (r from below, s the skip).
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ def ve_sigmas(config: dict) -> torch.Tensor:
     """The discrete noise scales, largest first: exp(linspace(log sigma_max, log sigma_min, num_scales)), float64."""
     m = config["model"]
     return torch.from_numpy(np.exp(np.linspace(np.log(m["sigma_max"]), np.log(m["sigma_min"]), m["num_scales"])))
+
+
+def _set_groups(norm: nn.GroupNorm, groups: int) -> None:
+    if norm.num_channels % groups:
+        raise ValueError(f"a GroupNorm of {norm.num_channels} channels cannot take {groups} groups (diffusers' rule): "
+                         f"diffusers cannot build this network")
+    norm.num_groups = groups
 
 
 def _act(name: str) -> nn.Module:
@@ -101,6 +113,8 @@ class NCSNpp(NormAct):
             resnet = functools.partial(ResnetBlockBigGANpp, act=act, dropout=m["dropout"], fir=fir,
                                        fir_kernel=fir_kernel, skip_rescale=skip_rescale, temb_dim=nf * 4)
 
+        attn_at_levels, up_resnets = [], []  # where diffusers' group counts may differ (see the module docstring)
+
         # Downsampling path
         input_pyramid_ch = channels
         modules.append(conv3x3(channels, nf))
@@ -112,6 +126,7 @@ class NCSNpp(NormAct):
                 in_ch = out_ch
                 if all_resolutions[i_level] in attn_resolutions:
                     modules.append(attn(channels=in_ch))
+                    attn_at_levels.append(modules[-1])
                 hs_c.append(in_ch)
             if i_level != num_resolutions - 1:
                 modules.append(downsample(in_ch=in_ch) if resblock_type == "ddpm" else resnet(down=True, in_ch=in_ch))
@@ -131,11 +146,14 @@ class NCSNpp(NormAct):
         pyramid_ch = 0
         for i_level in reversed(range(num_resolutions)):
             for _ in range(num_res_blocks + 1):
-                out_ch = nf * ch_mult[i_level]
-                modules.append(resnet(in_ch=in_ch + hs_c.pop(), out_ch=out_ch))
+                out_ch, skip_ch = nf * ch_mult[i_level], hs_c.pop()
+                modules.append(resnet(in_ch=in_ch + skip_ch, out_ch=out_ch))
+                if all_resolutions[i_level] in attn_resolutions:
+                    up_resnets.append((modules[-1], in_ch, skip_ch))
                 in_ch = out_ch
             if all_resolutions[i_level] in attn_resolutions:
                 modules.append(attn(channels=in_ch))
+                attn_at_levels.append(modules[-1])
             if progressive != "none":
                 if i_level == num_resolutions - 1:
                     modules.append(group_norm(in_ch))
@@ -157,6 +175,19 @@ class NCSNpp(NormAct):
         if progressive != "output_skip":
             modules += [group_norm(in_ch), conv3x3(in_ch, channels)]
         self.all_modules = nn.ModuleList(modules)
+        rule = m.get("group_norm", "score_sde")
+        if rule == "diffusers":
+            for block in attn_at_levels:
+                _set_groups(block.GroupNorm_0, 32)
+            for block, r, skip in up_resnets:
+                _set_groups(block.GroupNorm_0, min(r + skip // 4, 32))
+        elif rule != "score_sde":
+            raise ValueError(f"model.group_norm must be 'score_sde' or 'diffusers', got {rule!r}")
+
+    def group_counts_differ(self) -> int:
+        """How many GroupNorms have other group counts than score-SDE's rule (0: the score-SDE network exactly)."""
+        return sum(1 for mod in self.modules() if isinstance(mod, nn.GroupNorm)
+                   and mod.num_groups != min(mod.num_channels // 4, 32))
 
     def keep_dtype(self) -> tuple[str, ...]:
         """Tensors that keep their dtype when the fast path casts the network to 16 bits: the float64 noise
