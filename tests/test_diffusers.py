@@ -150,3 +150,21 @@ def test_every_command_on_a_folder(tmp_path, capsys):
     assert again.group_counts_differ() == 6 and cfg2.to_dict() == cfg.to_dict()
     kw = dict(n=2, sampler="heun", steps=2, seed=3, progress=False)
     assert torch.equal(sample(model, **kw), sample(again, **kw))
+
+
+def test_the_reference_is_diffusers_pipeline(capsys, tmp_path):
+    """method='reference' (--reference) on a diffusers folder runs ScoreSdeVePipeline as written: its schedule and
+    ladder exactly, its prior draw exactly, its final mean within 1e-5 of max |final_mean| (the fixture README's
+    tolerance; 1 vs 2 threads moves it 1.7e-7)."""
+    from ncsn_fast.sampling.diffusers_pc import schedule
+    model, cfg = load_checkpoint(D / CELEBA)
+    run = torch.load(D / f"{CELEBA}_pc.pt", weights_only=True)
+    timesteps, sigmas, ladder = schedule(cfg["diffusers_scheduler"], run["num_inference_steps"])
+    assert torch.equal(timesteps, run["timesteps"]) and torch.equal(sigmas, run["sigmas"])
+    assert torch.equal(ladder, run["discrete_sigmas"])
+    x = sample(model, n=run["batch_size"], seed=run["seed"], method="reference", steps=run["num_inference_steps"],
+               progress=False)
+    assert (x - run["final_mean"]).abs().max() <= 1e-5 * run["final_mean"].abs().max()
+    assert main(["sample", "--checkpoint", str(D / CELEBA), "-n", "2", "--steps", "2", "--reference", "--out",
+                 str(tmp_path / "r"), "--quiet"]) == 0
+    assert "diffusers' ScoreSdeVePipeline (2 steps" in capsys.readouterr().out

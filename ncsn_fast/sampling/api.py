@@ -87,12 +87,18 @@ def make_sampler(model, config=None, *, sampler: str | SamplerSettings | None = 
         raise ValueError(f"rng must be 'torch' or 'philox' ('philox' for the fast path), got {rng!r}")
     name = sampler.name if isinstance(sampler, SamplerSettings) else sampler or target.sampler
     if method == "reference" and rng == "torch" and target.score_sde and name in ("pc", "ode"):
-        from .score_sde import ScoreSdeSampler  # the score-SDE code's own sampler: its prior and RNG order
+        # The original code's own sampler, its prior and RNG order: diffusers' pipeline for a diffusers folder's
+        # pc, else the score-SDE code's.
         opts = dict(sampler_options)
         if isinstance(sampler, SamplerSettings):  # what the command line set
             opts.update({k: getattr(sampler, k) for k in ("steps", "snr", "rtol", "atol", "denoise")
                          if getattr(sampler, k) is not None})
-        runner = ScoreSdeSampler(target.model, name, seed=seed, **opts)
+        if name == "pc" and "diffusers_scheduler" in target.config:
+            from .diffusers_pc import DiffusersPcSampler
+            runner = DiffusersPcSampler(target.model, seed=seed, **{k: opts[k] for k in ("steps", "snr") if k in opts})
+        else:
+            from .score_sde import ScoreSdeSampler
+            runner = ScoreSdeSampler(target.model, name, seed=seed, **opts)
     else:
         if sampler is None:
             sampler, sampler_options = target.sampler, {**target.options, **sampler_options}
