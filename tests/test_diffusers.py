@@ -168,3 +168,48 @@ def test_the_reference_is_diffusers_pipeline(capsys, tmp_path):
     assert main(["sample", "--checkpoint", str(D / CELEBA), "-n", "2", "--steps", "2", "--reference", "--out",
                  str(tmp_path / "r"), "--quiet"]) == 0
     assert "diffusers' ScoreSdeVePipeline (2 steps" in capsys.readouterr().out
+
+
+def _load_json(path):
+    return json.loads(path.read_text())
+
+
+def test_convert_to_diffusers_round_trips(tmp_path, capsys):
+    """A folder read and written back is the same folder (config, scheduler, every tensor by name); ours -> a
+    diffusers folder -> ours is bit-identical, from a .safetensors of ours too."""
+    from safetensors.torch import load_file
+    src = D / CHURCH
+    out = tmp_path / "church"
+    assert main(["convert", str(src), str(out), "--to", "diffusers"]) == 0
+    assert _load_json(out / "unet" / "config.json") == _load_json(src / "unet" / "config.json")
+    assert _load_json(out / "scheduler" / "scheduler_config.json") == \
+        _load_json(src / "scheduler" / "scheduler_config.json")
+    a, b = load_file(out / "unet" / "diffusion_pytorch_model.safetensors"), \
+        load_file(src / "unet" / "diffusion_pytorch_model.safetensors")
+    assert sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
+    for start in (D / CELEBA, tmp_path / "ours.safetensors"):
+        if start.suffix == ".safetensors":
+            assert main(["convert", str(D / CELEBA), str(start)]) == 0
+        back = tmp_path / f"back_{start.stem}"
+        assert main(["convert", str(start), str(back), "--to", "diffusers"]) == 0
+        first, _ = load_checkpoint(start)
+        again, _ = load_checkpoint(back)
+        x, y = first.state_dict(), again.state_dict()
+        assert list(x) == list(y) and all(torch.equal(x[k], y[k]) for k in x)
+        assert [m.num_groups for m in first.modules() if isinstance(m, torch.nn.GroupNorm)] == \
+            [m.num_groups for m in again.modules() if isinstance(m, torch.nn.GroupNorm)]
+
+
+@pytest.mark.parametrize("ckpt,match", [
+    ("ncsnpp/ncsnpp_church_nf8_img64_checkpoint.pth", "16 channels cannot take the 32 groups"),
+    ("ncsnpp/ncsnpp_cifar10_cont_nf8_checkpoint.pth", "model.progressive is 'none'"),
+    ("ncsnv2_church_ngf4_checkpoint.pth", "only NCSN\\+\\+ converts"),
+])
+def test_what_diffusers_cannot_express_is_refused_and_nothing_written(tmp_path, capsys, ckpt, match):
+    import re
+    out = tmp_path / "d"
+    extra = ["--config", str(FIXTURES / "ncsnv2_church_ngf4_config.yml")] if "ncsnv2" in ckpt else []
+    assert main(["convert", str(FIXTURES / ckpt), str(out), "--to", "diffusers", *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(match, err) and not out.exists()
+    assert not list(tmp_path.iterdir())

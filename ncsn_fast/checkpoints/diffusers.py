@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -184,3 +185,118 @@ def map_state(tensors: dict[str, torch.Tensor], unet: dict) -> dict[str, torch.T
         raise CheckpointError(f"the diffusers weights lack {len(missing)} module(s) their config describes, e.g. "
                               f"{missing[0]}")
     return state
+
+
+# --- ours out: an NCSN++ written as a diffusers pipeline folder ------------------------------------------------
+
+UNET_DEFAULTS = {  # what diffusers 0.42 writes into an NCSN++ UNet2DModel config besides the architecture
+    "_class_name": "UNet2DModel", "_diffusers_version": "0.42.1", "act_fn": "silu", "add_attention": True,
+    "attention_head_dim": None, "attn_norm_num_groups": None, "class_embed_type": None, "downsample_padding": 1,
+    "downsample_type": "conv", "flip_sin_to_cos": True, "freq_shift": 0, "in_channels": 3,
+    "mid_block_scale_factor": 1.41421356237, "mid_block_type": "UNetMidBlock2D", "norm_eps": 1e-06,
+    "norm_num_groups": None, "num_class_embeds": None, "num_train_timesteps": None, "out_channels": 3,
+    "resnet_time_scale_shift": "default", "time_embedding_dim": None, "time_embedding_type": "fourier",
+    "upsample_type": "conv",
+}
+# The one NCSN++ family diffusers' port expresses (its Skip blocks hard-code these).
+EXPRESSIBLE = {"progressive": "output_skip", "progressive_input": "input_skip", "progressive_combine": "sum",
+               "resblock_type": "biggan", "fir": True, "fir_kernel": [1, 3, 3, 1], "embedding_type": "fourier",
+               "fourier_scale": 16, "skip_rescale": True, "scale_by_sigma": True, "conditional": True,
+               "nonlinearity": "swish"}
+
+
+def unet_config(cfg: dict) -> dict:
+    """The UNet2DModel config of an NCSN++ config; CheckpointError naming what diffusers cannot express."""
+    m, d = cfg["model"], cfg["data"]
+    for key, want in EXPRESSIBLE.items():
+        got = m.get(key)
+        if (list(got) if isinstance(got, (list, tuple)) else got) != want:
+            raise CheckpointError(f"diffusers cannot express this NCSN++: model.{key} is {got!r}, its port knows "
+                                  f"{want!r} only")
+    if d["num_channels"] != 3:
+        raise CheckpointError(f"diffusers cannot express this NCSN++: {d['num_channels']} image channels (its skip "
+                              f"convolutions hard-code 3)")
+    levels, size, nf = len(m["ch_mult"]), d["image_size"], m["nf"]
+    attn = [size // 2 ** i in m["attn_resolutions"] for i in range(levels)]
+    return {**UNET_DEFAULTS, "block_out_channels": [nf * c for c in m["ch_mult"]],
+            "center_input_sample": not d.get("centered", False), "dropout": m.get("dropout", 0.0),
+            "layers_per_block": m["num_res_blocks"], "sample_size": size,
+            "down_block_types": ["AttnSkipDownBlock2D" if a else "SkipDownBlock2D" for a in attn],
+            "up_block_types": ["AttnSkipUpBlock2D" if a else "SkipUpBlock2D" for a in reversed(attn)]}
+
+
+def scheduler_config(cfg: dict) -> dict:
+    m, s = cfg["model"], cfg.get("sampling", {})
+    known = cfg.get("diffusers_scheduler", {})
+    return {"_class_name": "ScoreSdeVeScheduler", "_diffusers_version": "0.42.1",
+            "correct_steps": known.get("correct_steps", s.get("n_steps_each", 1)),
+            "num_train_timesteps": known.get("num_train_timesteps", m["num_scales"]),
+            "sampling_eps": known.get("sampling_eps", 1e-5), "sigma_max": m["sigma_max"], "sigma_min": m["sigma_min"],
+            "snr": known.get("snr", s.get("snr", 0.15))}
+
+
+def unmap_state(state: dict[str, torch.Tensor], unet: dict) -> dict[str, torch.Tensor]:
+    """Our NCSN++ state_dict under diffusers' names (map_state's inverse; the sigmas buffer has no counterpart)."""
+    inverse = {target: (prefix, kind) for prefix, (target, kind) in key_map(unet).items()}
+    names = {"resnet": {v: k for k, v in RESNET.items()},
+             "attention": {"GroupNorm_0": "group_norm", **{f"NIN_{i}": n for i, n in
+                                                           enumerate(("to_q", "to_k", "to_v", "to_out.0"))}}}
+    out = {}
+    for key, tensor in state.items():
+        if key == "sigmas":
+            continue
+        target, rest = ".".join(key.split(".")[:2]), ".".join(key.split(".")[2:])
+        prefix, kind = inverse[target]
+        if kind == "fourier":
+            out[f"{prefix}.weight"] = tensor
+        elif kind == "combine":
+            out[f"{prefix}.{rest.removeprefix('Conv_0.')}"] = tensor
+        elif kind in ("resnet", "attention"):
+            module, param = rest.rsplit(".", 1)
+            if kind == "attention" and module.startswith("NIN_"):
+                param, tensor = ("weight", tensor.t()) if param == "W" else ("bias", tensor)
+            out[f"{prefix}.{names[kind][module]}.{param}"] = tensor
+        else:
+            out[f"{prefix}.{rest}"] = tensor
+    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
+
+
+def write_folder(out: Path, model: torch.nn.Module, cfg: dict) -> None:
+    """A diffusers pipeline folder (model_index.json, unet/, scheduler/) that diffusers loads as this network, or
+    CheckpointError saying why diffusers' network would not be this one; written beside and renamed into place."""
+    import shutil
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    from ..models.ncsnpp import NCSNpp
+    unet = unet_config(cfg)
+    built = json.loads(json.dumps(cfg))
+    built["model"]["group_norm"] = "diffusers"
+    try:
+        with torch.device("meta"):
+            theirs = NCSNpp(built)
+    except ValueError as e:
+        raise CheckpointError(f"diffusers cannot build this NCSN++: {e}") from None
+    ours = {n: m.num_groups for n, m in model.named_modules() if isinstance(m, torch.nn.GroupNorm)}
+    differ = [n for n, m in theirs.named_modules() if isinstance(m, torch.nn.GroupNorm) and m.num_groups != ours[n]]
+    if differ:
+        raise CheckpointError(f"diffusers would build {len(differ)} GroupNorm(s) with other group counts than this "
+                              f"network's (e.g. {differ[0]}: its attention levels have < 128 channels), so its "
+                              f"network would not be this one; nothing written")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        (tmp / "unet").mkdir()
+        (tmp / "scheduler").mkdir()
+        (tmp / "unet" / "config.json").write_text(json.dumps(unet, indent=2, sort_keys=True) + "\n")
+        save_file(unmap_state(model.state_dict(), unet), str(tmp / "unet" / "diffusion_pytorch_model.safetensors"))
+        (tmp / "scheduler" / "scheduler_config.json").write_text(
+            json.dumps(scheduler_config(cfg), indent=2, sort_keys=True) + "\n")
+        (tmp / "model_index.json").write_text(json.dumps(
+            {"_class_name": "ScoreSdeVePipeline", "_diffusers_version": "0.42.1",
+             "scheduler": ["diffusers", "ScoreSdeVeScheduler"], "unet": ["diffusers", "UNet2DModel"]},
+            indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -63,8 +63,11 @@ def with_image_size(cfg: ScoreSdeConfig, image_size: int | None) -> ScoreSdeConf
 def build(cfg: ScoreSdeConfig, contents: Contents, use_ema: bool, source: str) -> tuple[torch.nn.Module, bool]:
     """(NCSN++ with the checkpoint's weights, the EMA ones if asked and present; whether EMA was applied)."""
     state, shadow = contents.state, contents.ema
-    with torch.device("meta"):
-        model = NCSNpp(cfg)
+    try:
+        with torch.device("meta"):
+            model = NCSNpp(cfg)
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"the config ({source}) does not describe an NCSN++ we can build: {e}") from None
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}
     wrong = [f"{k}: checkpoint {got.get(k)} vs config {v}" for k, v in expected.items() if got.get(k) != v]

@@ -43,8 +43,8 @@ def ve_sigmas(config: dict) -> torch.Tensor:
 
 def _set_groups(norm: nn.GroupNorm, groups: int) -> None:
     if norm.num_channels % groups:
-        raise ValueError(f"a GroupNorm of {norm.num_channels} channels cannot take {groups} groups (diffusers' rule): "
-                         f"diffusers cannot build this network")
+        raise ValueError(f"a GroupNorm of {norm.num_channels} channels cannot take the {groups} groups of diffusers' "
+                         f"rule (its attention levels need a multiple of 32 channels)")
     norm.num_groups = groups
 
 
