@@ -208,14 +208,18 @@ def _config_of(net: nn.Module, family: str) -> Config:
     return config_from_dict(raw)
 
 
-def accelerate(module: nn.Module, *, report: bool = False, backend: str = "auto", inplace: bool = False):
+def accelerate(module: nn.Module, *, report: bool = False, backend: str = "auto", inplace: bool = False,
+               scheduler=None):
     """A copy of `module` (an original NCSN / NCSNv2 network) with fused parts, wrapped as one of ours, or an
-    NCSN++ of the score-SDE code rebuilt as ours; with report=True also the Report of what was fused and what
-    was kept. ValueError if it is not such a network."""
+    NCSN++ of the score-SDE code or a diffusers NCSN++ `UNet2DModel` rebuilt as ours (for the latter, `scheduler`:
+    its ScoreSdeVeScheduler or that scheduler's config, for the noise scales; default diffusers' defaults); with
+    report=True also the Report of what was fused and what was kept. ValueError if it is not such a network."""
     if not isinstance(module, nn.Module):
         raise TypeError(f"accelerate takes an nn.Module, got {type(module).__name__}")
     if type(module).__name__ == "NCSNpp" and hasattr(module, "all_modules"):
         return _ncsnpp_of(module, report, backend)
+    if type(module).__name__ == "UNet2DModel":
+        return _ncsnpp_of(module, report, backend, scheduler)
     family = TOP.get(type(module).__name__)
     if family is None:
         family = next((TOP[type(m).__name__] for m in module.modules() if type(m).__name__ in TOP), None)
@@ -249,16 +253,29 @@ def accelerate(module: nn.Module, *, report: bool = False, backend: str = "auto"
     return (out, rep) if report else out
 
 
-def _ncsnpp_of(module: nn.Module, report: bool, backend: str):
-    """Our NCSNpp from a score-SDE NCSNpp: its config (an ml_collections ConfigDict or nested dicts / namespaces)
-    and its state_dict, loaded strictly; on the module's device, in eval mode."""
+def _ncsnpp_of(module: nn.Module, report: bool, backend: str, scheduler=None):
+    """Our NCSNpp from a score-SDE NCSNpp (its config, an ml_collections ConfigDict or nested dicts / namespaces)
+    or a diffusers UNet2DModel (its config, mapped as a diffusers folder's), and its state_dict, loaded strictly;
+    on the module's device, in eval mode."""
     from .models.ncsnpp import NCSNpp
-    raw = getattr(module, "config", None)
-    raw = raw.to_dict() if hasattr(raw, "to_dict") else _as_dict(raw)
-    if not isinstance(raw, dict) or "model" not in raw or "data" not in raw:
-        raise ValueError("an NCSN++ needs its `config` with data and model sections (the score-SDE class keeps the "
-                         "config it was built from)")
-    state = module.state_dict()
+    if type(module).__name__ == "UNet2DModel":
+        from .checkpoints.diffusers import SCHEDULER_DEFAULTS, map_state, score_sde_config
+        from .errors import CheckpointError
+        from .models.ncsnpp import ve_sigmas
+        sched = getattr(scheduler, "config", scheduler) or {}
+        try:
+            raw = score_sde_config(dict(module.config), {**SCHEDULER_DEFAULTS, **dict(sched)})
+            state = map_state(module.state_dict(), dict(module.config))
+        except CheckpointError as e:
+            raise ValueError(str(e)) from None
+        state["sigmas"] = ve_sigmas(raw)
+    else:
+        raw = getattr(module, "config", None)
+        raw = raw.to_dict() if hasattr(raw, "to_dict") else _as_dict(raw)
+        if not isinstance(raw, dict) or "model" not in raw or "data" not in raw:
+            raise ValueError("an NCSN++ needs its `config` with data and model sections (the score-SDE class keeps "
+                             "the config it was built from)")
+        state = module.state_dict()
     with torch.device("meta"):
         ours = NCSNpp(raw)
     try:

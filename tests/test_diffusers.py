@@ -213,3 +213,38 @@ def test_what_diffusers_cannot_express_is_refused_and_nothing_written(tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and re.search(match, err) and not out.exists()
     assert not list(tmp_path.iterdir())
+
+
+class UNet2DModel(torch.nn.Module):
+    """A stand-in of diffusers' class: its config and its parameters under its names, loaded strictly from the
+    fixture (no forward: accelerate rebuilds the network from config and weights)."""
+
+    def __init__(self, config, names_shapes):
+        super().__init__()
+        self.config = config
+        for name, shape in names_shapes:
+            *path, leaf = name.split(".")
+            mod = self
+            for part in path:
+                if not hasattr(mod, part):
+                    mod.add_module(part, torch.nn.Module())
+                mod = getattr(mod, part)
+            mod.register_parameter(leaf, torch.nn.Parameter(torch.empty(shape)))
+
+
+def test_accelerate_a_diffusers_unet_in_memory():
+    from safetensors.torch import load_file
+
+    import ncsn_fast
+    folder = D / CELEBA
+    weights = load_file(folder / "unet" / "diffusion_pytorch_model.safetensors")
+    unet = UNet2DModel(_load_json(folder / "unet" / "config.json"), [(k, v.shape) for k, v in weights.items()])
+    unet.load_state_dict(weights, strict=True)
+    fast = ncsn_fast.accelerate(unet, scheduler=_load_json(folder / "scheduler" / "scheduler_config.json"))
+    io = _io(CELEBA)
+    with torch.no_grad():
+        out = fast(io["x"], io["sigma"])
+    assert _per_sample_error(out, io["out"]) <= 1e-5 and fast.config["model"]["sigma_max"] == 348.0
+    loaded, _ = load_checkpoint(folder)
+    kw = dict(n=2, sampler="heun", steps=2, seed=1, progress=False)
+    assert torch.equal(ncsn_fast.sample(fast, **kw), ncsn_fast.sample(loaded, **kw))
