@@ -84,7 +84,7 @@ def test_info_lists_the_samplers_a_checkpoint_supports(capsys):
 
 
 @pytest.mark.parametrize("case", ["unknown", "steps0", "negative_churn", "off_ladder", "churn_on_v1", "ald_option",
-                                  "n_steps_each", "steps_on_ode"])
+                                  "n_steps_each", "steps_on_ode", "tol_on_heun"])
 def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
     v1 = ["--checkpoint", fixture_path("ncsn_cifar10_ngf8_checkpoint.pth"),
           "--config", fixture_path("ncsn_cifar10_ngf8_config.yml")]
@@ -93,7 +93,8 @@ def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
             "off_ladder": [*v1, "--sampler", "heun", "--sigma-max", "0.77"],
             "churn_on_v1": [*v1, "--sampler", "edm"], "ald_option": ["--steps", "10"],
             "n_steps_each": ["--sampler", "pc", "--n-steps-each", "3"],
-            "steps_on_ode": ["--sampler", "ode", "--steps", "4"]}[case]
+            "steps_on_ode": ["--sampler", "ode", "--steps", "4"],
+            "tol_on_heun": ["--sampler", "heun", "--tol", "0.1"]}[case]
     out = tmp_path / "out"
     r = run("sample", *args, "--out", out, "--quiet")
     lines = r.stderr.strip().splitlines()

@@ -27,9 +27,10 @@ POINTS = [
     *[("cas", {"steps": n}, (0,)) for n in (35, 50, 100, 200)],
     *[("pc", {"steps": n}, (0,)) for n in (25, 50, 100)],
     *[("ode", {"rtol": t, "atol": t}, (0,)) for t in (1e-3, 1e-5)],
+    *[("adaptive", {"rtol": t}, (0,)) for t in (0.5, 0.2, 0.1, 0.05)],
 ]
 QUICK_POINTS = [("ald", {"n_steps_each": 1}, (0, 1)), ("heun", {"steps": 3}, (0,)), ("pc", {"steps": 5}, (0,)),
-                ("ode", {"rtol": 1e-2, "atol": 1e-2}, (0,))]
+                ("ode", {"rtol": 1e-2, "atol": 1e-2}, (0,)), ("adaptive", {"rtol": 0.5}, (0,))]
 
 
 @dataclass
@@ -49,7 +50,8 @@ class Point:
 
 def _run_point(bed: str, sampler: str, options: dict, seed: int, n: int, model, cfg, mixture, device,
                batch_size: int) -> tuple[torch.Tensor, float, float]:
-    """(samples in [0, 1] image space on the CPU, evaluations per sample, seconds)."""
+    """(samples in [0, 1] image space on the CPU, evaluations per sample (an adaptive sampler's: the mean of its
+    samples'), seconds)."""
     from ..images import inverse_data_transform
     from ..ops.philox import philox_noise
     from ..sampling import Denoiser, Sampler, SamplerSettings, plan
@@ -65,7 +67,8 @@ def _run_point(bed: str, sampler: str, options: dict, seed: int, n: int, model, 
         for b0 in starts:
             outs.append(fs(torch.arange(b0, min(n, b0 + batch_size)), count).float().cpu())
         x = inverse_data_transform(torch.cat(outs), cfg)
-        return x, ticks[0] / len(starts), time.perf_counter() - t0
+        evals = float(torch.cat(fs.sample_evals).float().mean()) if fs.sample_evals else ticks[0] / len(starts)
+        return x, evals, time.perf_counter() - t0
     # The exact bed: the reference samplers on the mixture's score (the score costs next to nothing). Annealed
     # Langevin runs on the network's ladder, with its config's step size and final denoising.
     ids = torch.arange(n)
@@ -78,8 +81,11 @@ def _run_point(bed: str, sampler: str, options: dict, seed: int, n: int, model, 
 
     def count(k: int) -> None:
         ticks[0] += k
-    x = p.reference(den, x0, noise=philox_noise(seed, ids), progress=count)
-    return x, ticks[0], time.perf_counter() - t0
+    counts = []
+    x = p.reference(den, x0, noise=philox_noise(seed, ids), progress=count,
+                    **({"counts": counts.append} if p.program is None else {}))
+    evals = float(counts[0].float().mean()) if counts else ticks[0]
+    return x, evals, time.perf_counter() - t0
 
 
 def run(device: torch.device, n: int = 1000, quick: bool = False, batch_size: int = 500,

@@ -176,8 +176,19 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
                    "sample)")
     p.add_argument("--n-steps-each", type=positive_int, help="ald: Langevin steps per noise level")
     p.add_argument("--step-lr", type=positive_float, help="ald, cas: step size epsilon")
+    p.add_argument("--rtol", "--tol", type=positive_float, dest="rtol",
+                   help="adaptive, ode: the relative tolerance (default 0.05 for adaptive, 1e-5 for ode)")
+    p.add_argument("--atol", type=positive_float, help="adaptive, ode: the absolute tolerance (default: one 8-bit "
+                   "level of the data range for adaptive, 1e-5 for ode)")
     p.add_argument("--denoise", action=argparse.BooleanOptionalAction, default=None,
-                   help="ald, cas, pc, ode: final denoising step (default: the config's for ald, on for the others)")
+                   help="ald, cas, pc, ode, adaptive: final denoising step (default: the config's for ald, on for the "
+                   "others)")
+
+
+def evaluations_line(total: int, images: int, lo: int, hi: int) -> str:
+    """What an adaptive sampler spent: per sample (mean, range) and in all."""
+    return (f"network evaluations per sample: mean {total / images:.1f} (min {lo}, max {hi}); {total} in all for "
+            f"{images} samples")
 
 
 def sampler_settings(args, cfg):
@@ -187,7 +198,8 @@ def sampler_settings(args, cfg):
 
     flags = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
              "churn": args.churn, "snr": args.snr, "batch_mean": args.batch_mean or None,
-             "n_steps_each": args.n_steps_each, "step_lr": args.step_lr, "denoise": args.denoise}
+             "n_steps_each": args.n_steps_each, "step_lr": args.step_lr, "rtol": args.rtol, "atol": args.atol,
+             "denoise": args.denoise}
     given = {k: v for k, v in flags.items() if v is not None}
     name = args.sampler or ("pc" if cfg.family == "ncsnpp" else "ald")
     def flag(option: str) -> str:

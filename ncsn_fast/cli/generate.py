@@ -20,6 +20,7 @@ from .args import (
     checkpoint_path,
     distributed_setup,
     dtype_arg,
+    evaluations_line,
     load_model,
     positive_int,
     positive_int_or,
@@ -205,6 +206,10 @@ def _generate_locked(args, batch_arg, out: Path, rank: int, world: int, device, 
               f"batch {batch_size} x {world} process{'es' if world > 1 else ''}; device waited on writing "
               f"{100 * waited / max(wall, 1e-9):.2f} % of the time -> {out}/ ({', '.join(outputs)})\n"
               f"sampler: {sampler.summary}; network in {settings.dtype} ({why})")
+        if sampler.evals is None and made:
+            print(evaluations_line(sum(t["evaluations"] for t in per_rank), made,
+                                   min(t["evaluations_min"] for t in per_rank if t["images"]),
+                                   max(t["evaluations_max"] for t in per_rank)))
     if world > 1:
         import torch.distributed as dist
         dist.barrier()

@@ -16,6 +16,7 @@ from .args import (
     check_out_dir,
     device_arg,
     dtype_arg,
+    evaluations_line,
     load_model,
     positive_int,
     sampler_settings,
@@ -88,6 +89,10 @@ def run(args) -> int:
     what = "the built-in digits model" if builtin else info.config_source
     print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {runner.summary}")
+    counts = getattr(runner, "sample_evals", None)
+    if counts:
+        counts = torch.cat(counts)
+        print(evaluations_line(int(counts.sum()), len(counts), int(counts.min()), int(counts.max())))
     if builtin:
         from ..quality import describe, score_digits
         print(describe(score_digits(torch.from_numpy(images))))

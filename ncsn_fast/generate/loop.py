@@ -52,6 +52,10 @@ class Timing:
     images: int = 0  # made by this process in this run
     rss_mb: list = field(default_factory=list)  # the process's resident memory after each shard (MB)
     peak_rss_mb: float = 0.0
+    # Network evaluations per sample of this process's images (adaptive samplers choose them per sample).
+    evaluations: int = 0
+    evaluations_min: int = 0
+    evaluations_max: int = 0
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -216,6 +220,11 @@ def generate(sampler, config: Config, out: Path, settings: Settings, *, batch_si
         bar.refresh()
     bar.close()
     timing.seconds = time.perf_counter() - t_start
+    counts = torch.cat(sampler.sample_evals) if getattr(sampler, "sample_evals", None) else \
+        torch.full((timing.images,), sampler.evals or 0)
+    if len(counts):
+        timing.evaluations, timing.evaluations_min, timing.evaluations_max = (int(counts.sum()), int(counts.min()),
+                                                                             int(counts.max()))
     timing.peak_rss_mb = max([rss_mb(), *timing.rss_mb])
     return timing
 

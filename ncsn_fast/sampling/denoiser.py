@@ -103,14 +103,27 @@ class Denoiser:
                 f"{len(self.ladder)} trained sigma_i (nearest: {near}); samplers on it take their sigma from "
                 f"the ladder, so settings that need other sigma (churn, a sigma range off the ladder) are refused")
 
-    def raw(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+    def raw(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """The network's raw output at one sigma, or (continuous models) at one sigma per sample ((N,) tensor)."""
         n = x.shape[0]
+        if isinstance(sigma, torch.Tensor):
+            if not self.continuous:
+                raise ValueError(f"{self.name} knows only its ladder's sigma; a sigma per sample needs a "
+                                 f"continuous model")
+            sig = sigma.to(device=x.device, dtype=torch.float32).reshape(n)
+            lev = (self.ladder.to(x.device).log()[None] - sig.double().log()[:, None]).abs().argmin(1)
+            return self.net(x, sig, lev)
         sig = torch.full((n,), sigma, dtype=torch.float32, device=x.device)
         lev = torch.full((n,), self.level(sigma), dtype=torch.long, device=x.device)
         return self.net(x, sig, lev)
 
-    def score(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        """s(x, sigma), float32."""
+    def score(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """s(x, sigma), float32; sigma one float or (continuous models) an (N,) tensor of one per sample."""
+        if isinstance(sigma, torch.Tensor):
+            h = self.raw(x, sigma).float()
+            if not self.inv_sigma:
+                return h
+            return h / sigma.to(device=x.device, dtype=torch.float32).view(-1, *([1] * (x.dim() - 1)))
         return self.raw(x, sigma).float() * self.scale(sigma)
 
     def level_score(self, x: torch.Tensor, level: int) -> torch.Tensor:

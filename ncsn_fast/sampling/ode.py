@@ -22,8 +22,9 @@ from .denoiser import Denoiser
 @torch.no_grad()
 def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noise=None, rtol: float = 1e-5,
                atol: float = 1e-5, eps: float = 1e-5, denoise: bool = True, method: str = "RK45",
-               progress=None) -> torch.Tensor:
-    """sigmas = (sigma_max, sigma_min), the ends of the VE SDE; deterministic (noise unused)."""
+               progress=None, counts=None) -> torch.Tensor:
+    """sigmas = (sigma_max, sigma_min), the ends of the VE SDE; deterministic (noise unused). counts(evals): called
+    once with each sample's evaluations (the batch's, which the solver shares), as the adaptive sampler does."""
     sigma_max, sigma_min = (float(s) for s in sigmas)
     try:
         from scipy import integrate
@@ -55,4 +56,6 @@ def sample_ode(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, noi
         x = x + sigma ** 2 * denoiser.score(x, sigma)
         if progress is not None:
             progress(1)
+    if counts is not None:
+        counts(torch.full((shape[0],), solution.nfev + int(denoise), dtype=torch.long))
     return x

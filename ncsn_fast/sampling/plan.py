@@ -14,6 +14,7 @@ from functools import partial
 
 import torch
 
+from .adaptive import sample_adaptive
 from .cas import cas_program, sample_cas
 from .denoiser import Denoiser
 from .dpm_solver import dpmpp_2m_program, sample_dpmpp_2m
@@ -33,6 +34,7 @@ SAMPLERS = {
     "dpmpp-2m": "DPM-Solver++(2M) (Lu et al. 2022): second order, one evaluation per step",
     "pc": "predictor-corrector of score SDEs (Song et al. 2021): reverse diffusion + Langevin corrector",
     "ode": "the probability-flow ODE with adaptive RK45 (Song et al. 2021), a reference (not graph-captured)",
+    "adaptive": "the adaptive-step SDE solver (Jolicoeur-Martineau et al. 2021): steps per sample chosen to --rtol",
 }
 # The options each sampler takes (SamplerSettings' fields; the command line refuses the others by flag).
 SCHEDULE = ("steps", "sigma_max", "sigma_min", "rho")
@@ -43,6 +45,7 @@ OPTIONS = {
     "edm": (*SCHEDULE, "churn", "s_tmin", "s_tmax", "s_noise"),
     "pc": ("steps", "sigma_max", "sigma_min", "snr", "n_corrector", "batch_mean", "denoise"),
     "ode": ("sigma_max", "sigma_min", "rtol", "atol", "denoise"),
+    "adaptive": ("sigma_max", "sigma_min", "rtol", "atol", "denoise"),
 }
 
 
@@ -54,6 +57,9 @@ def takers(option: str) -> list[str]:
 # EDM's stochastic settings for its VE CIFAR-10 network (Karras et al. 2022, Table 5).
 EDM_CHURN = {"churn": 80.0, "s_tmin": 0.05, "s_tmax": 1.0, "s_noise": 1.007}
 DEFAULT_STEPS = {"euler": 50, "heun": 18, "edm": 18, "dpmpp-2m": 20}
+# ode: the score-SDE code's tolerances; adaptive: Jolicoeur-Martineau et al.'s middle eps_rel, and eps_abs one 8-bit
+# level of the data range (see _data_level).
+DEFAULT_RTOL = {"ode": 1e-5, "adaptive": 0.05}
 
 
 @dataclass(frozen=True)
@@ -73,9 +79,10 @@ class SamplerSettings:
     n_corrector: int = 1  # pc: Langevin corrector steps per level
     batch_mean: bool = False  # pc: the corrector step from batch means (the original; batch-dependent)
     step_lr: float | None = None  # ald: its step; cas: eta = step_lr / sigma_N^2 (default: the config's step_lr)
-    denoise: bool | None = None  # ald, cas, pc, ode: the final denoising step (default: the config's for ald, on)
-    rtol: float = 1e-5  # ode
-    atol: float = 1e-5
+    denoise: bool | None = None  # ald, cas, pc, ode, adaptive: the final denoising step (default: the config's for
+    # ald, on)
+    rtol: float | None = None  # ode (default 1e-5), adaptive (default 0.05)
+    atol: float | None = None  # ode (default 1e-5), adaptive (default: one 8-bit level of the data range)
 
     def __post_init__(self):
         if self.name not in SAMPLERS:
@@ -112,14 +119,15 @@ class Plan:
     name: str
     sigmas: torch.Tensor  # the schedule run (float64; ald: the model's levels in their own precision)
     reference: Callable  # reference(denoiser, x, noise=, progress=) -> x, the sampler's paper function
-    program: Program | None  # the table of a fixed-step sampler (None: ode)
+    program: Program | None  # the table of a fixed-step sampler (None: ode, adaptive)
     start_sigma: float
     evals: int | None  # network evaluations per sample (None: adaptive)
     summary: str
 
     def initial_state(self, denoiser: Denoiser, seed: int, ids: torch.Tensor, shape: tuple[int, ...], device,
                       generator: torch.Generator | None = None, reference: bool = False) -> torch.Tensor:
-        """x_T of samples `ids` (see Program.initial_state); ode starts as the Gaussian-start tables do."""
+        """x_T of samples `ids` (see Program.initial_state); ode and adaptive start as the Gaussian-start tables
+        do."""
         program = self.program or Program([], self.start_sigma)
         return program.initial_state(denoiser, seed, ids, shape, device, generator, reference)
 
@@ -141,17 +149,25 @@ def plan(settings: SamplerSettings, denoiser: Denoiser, config=None) -> Plan:
                     raise ValueError(f"sigma {v:g} is beyond the ladder of {denoiser.name} "
                                      f"({denoiser.sigma_min:.6g} .. {denoiser.sigma_max:.6g})")
                 denoiser.level(v)
-    if name == "ode":
+    if name in ("ode", "adaptive"):
         if not denoiser.continuous:
-            raise ValueError(f"ode integrates through every sigma; {denoiser.name} knows only its ladder's sigma "
+            raise ValueError(f"{name} integrates through every sigma; {denoiser.name} knows only its ladder's sigma "
                              f"(use pc, cas or a ladder schedule of euler/heun/dpmpp-2m)")
         denoiser.check([hi, lo], what)
         if lo == hi:
-            raise ValueError("ode needs sigma_min < sigma_max")
+            raise ValueError(f"{name} needs sigma_min < sigma_max")
         sig = torch.tensor([hi, lo], dtype=torch.float64)
-        ref = partial(sample_ode, sigmas=sig, rtol=s.rtol, atol=s.atol, denoise=_on(s.denoise))
+        rtol = s.rtol if s.rtol is not None else DEFAULT_RTOL[name]
+        atol = s.atol if s.atol is not None else (1e-5 if name == "ode" else _data_level(denoiser))
+        if name == "ode":
+            ref = partial(sample_ode, sigmas=sig, rtol=rtol, atol=atol, denoise=_on(s.denoise))
+            detail = "RK45"
+        else:
+            ref = partial(sample_adaptive, sigmas=sig, rtol=rtol, atol=atol, denoise=_on(s.denoise))
+            detail = "improved Euler SDE steps, 2 evaluations each"
         return Plan(name, sig, ref, None, hi, None,
-                    f"ode (RK45, rtol {s.rtol:g}, atol {s.atol:g}), sigma {hi:g} -> {lo:g}")
+                    f"{name} ({detail}, rtol {rtol:g}, atol {atol:.3g}), sigma {hi:g} -> {lo:g}: evaluations chosen "
+                    f"by the solver")
     steps = s.steps or _default_steps(name, denoiser, config)
     if name in ("euler", "heun", "edm", "dpmpp-2m"):
         sig = fit_to_model(karras_sigmas(steps, lo, hi, s.rho), denoiser, what)
@@ -205,6 +221,13 @@ def _plan_ald(s: SamplerSettings, denoiser: Denoiser, config) -> Plan:
     summary = (f"ald ({len(levels)} levels x {t} steps{' + denoising' if denoise else ''}): "
                f"{prog.evals} network evaluations per sample")
     return Plan("ald", levels, ref, prog, float(levels[0]), prog.evals, summary)
+
+
+def _data_level(denoiser: Denoiser) -> float:
+    """One 8-bit level of the data range in model space: 1/255 for [0, 1] data, 2/255 for [-1, 1]."""
+    ends = denoiser.to_model_space(torch.tensor([0.0, 1.0]))
+    width = float(ends[1] - ends[0])
+    return abs(width) / 255 if math.isfinite(width) and width != 0 else 1 / 255
 
 
 def _on(flag: bool | None) -> bool:

@@ -59,6 +59,7 @@ class Sampler:
         self.plan = plan(settings, self.denoiser, config)
         self.name, self.summary = self.plan.name, self.plan.summary
         self.evals = self.plan.evals  # per sample (None: adaptive)
+        self.sample_evals: list[torch.Tensor] = []  # adaptive samplers: each sample's evaluations, batch after batch
         self.graph = (self.device.type == "cuda" if graph is None else graph) and self.plan.program is not None
         self.steps_per_graph = steps_per_graph
         self._graphs: dict[int, GraphedProgram] = {}
@@ -87,7 +88,7 @@ class Sampler:
         try:
             if prog is None:
                 x = self.plan.reference(self.denoiser, x0, noise=philox_noise(self.seed, run_ids.to(self.device)),
-                                        progress=progress)
+                                        progress=progress, counts=lambda c: self.sample_evals.append(c[:m]))
             elif self.graph:
                 x = self._graphed(prog, x0, run_ids, progress)
             if x is None:
@@ -129,6 +130,7 @@ class ReferenceSampler:
         self.seed, self.rng = seed, rng
         self.plan = plan(settings, self.denoiser, config)
         self.name, self.summary, self.evals = self.plan.name, self.plan.summary, self.plan.evals
+        self.sample_evals: list[torch.Tensor] = []  # as Sampler's
         self.generator = torch.Generator(device="cpu").manual_seed(seed) if rng == "torch" else None
 
     @torch.no_grad()
@@ -141,7 +143,8 @@ class ReferenceSampler:
         x0 = x0 if x_init is None else torch.as_tensor(x_init, dtype=torch.float32).to(self.device)
         noise = torch_generator_noise(self.generator) if self.generator is not None else \
             philox_noise(self.seed, ids.to(self.device))
-        x = self.plan.reference(self.denoiser, x0, noise=noise, progress=progress)
+        counted = {"counts": self.sample_evals.append} if self.plan.program is None else {}
+        x = self.plan.reference(self.denoiser, x0, noise=noise, progress=progress, **counted)
         return check_finite(x, ids, divergence_hint(self.plan, self.foreign))
 
 
