@@ -298,7 +298,11 @@ class ScoreSdeConfig(dict):
         d = self["data"]
         self.image_shape = (d["num_channels"], d["image_size"], d["image_size"])
         self.data = _namespace(logit_transform=False, rescaled=bool(d.get("centered", False)),
-                               channels=d["num_channels"], image_size=d["image_size"])
+                               channels=d["num_channels"], image_size=d["image_size"],
+                               random_flip=bool(d.get("random_flip", False)))
+        training = self.get("training", {})
+        self.training = _namespace(batch_size=training.get("batch_size", 128), n_iters=training.get("n_iters", 1),
+                                   snapshot_freq=training.get("snapshot_freq", 10_000))
         sampling = self.get("sampling", {})
         self.sampling = _namespace(**{"batch_size": 64, "n_steps_each": 1, "step_lr": None,
                                       "denoise": sampling.get("noise_removal", True),
@@ -321,8 +325,16 @@ NCSNPP_LIMITS = {  # as LIMITS, for the numbers of a score-SDE config
 }
 
 
+NCSNPP_OPTIONAL_LIMITS = {  # checked where present (a config for sampling need not say how it was trained)
+    ("training", "batch_size"): (1, 1 << 20), ("training", "n_iters"): (0, 1 << 40),
+    ("training", "snapshot_freq"): (1, 1 << 40), ("optim", "lr"): (0.0, 1e3), ("optim", "warmup"): (0, 1 << 40),
+}
+
+
 def _check_ncsnpp_numbers(cfg: Mapping) -> None:
-    for (section, key), (lo, hi) in NCSNPP_LIMITS.items():
+    optional = {k: v for k, v in NCSNPP_OPTIONAL_LIMITS.items()
+                if isinstance(cfg.get(k[0]), Mapping) and k[1] in cfg[k[0]]}
+    for (section, key), (lo, hi) in {**NCSNPP_LIMITS, **optional}.items():
         value = cfg[section].get(key)
         kind = float if isinstance(lo, float) else int
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and \

@@ -254,12 +254,13 @@ def test_training_killed_between_its_writes_resumes(tmp_path, monkeypatch):
     of these writes leaves a folder that resumes, and the run then ends as an uninterrupted one."""
     from ncsn_fast import training
     from ncsn_fast.config import load_config
+    from ncsn_fast.training import trainer as writer
     cfg = load_config(_config_file(tmp_path))
     batches = [torch.rand(4, 1, 8, 8, generator=torch.Generator().manual_seed(i)) for i in range(4)]
     straight = training.Trainer(cfg, tmp_path / "a")
     for x in batches:
         straight.train_step(x)
-    real = training.atomic_torch_save
+    real = writer.atomic_torch_save
     for kill_after in (1, 2):  # writes of the second save: trainer_state, checkpoint_<step>, checkpoint.pth
         out = tmp_path / f"b{kill_after}"
         t = training.Trainer(cfg, out)
@@ -275,10 +276,10 @@ def test_training_killed_between_its_writes_resumes(tmp_path, monkeypatch):
                 raise KeyboardInterrupt  # the process dies here
             writes.append(path)
             return real(obj, path, durable)
-        monkeypatch.setattr(training, "atomic_torch_save", killed)
+        monkeypatch.setattr(writer, "atomic_torch_save", killed)
         with pytest.raises(KeyboardInterrupt):
             t.save()
-        monkeypatch.setattr(training, "atomic_torch_save", real)
+        monkeypatch.setattr(writer, "atomic_torch_save", real)
         again = training.Trainer.resume(cfg, out)
         assert again.step == 2
         for x in batches[2:]:

@@ -4,8 +4,8 @@
 
 The EMA's bare list of shadow parameters is mapped onto the parameters with requires_grad, in order (the frozen
 Fourier features `W` are not in it). The config is the resolved score-SDE config: a dict, a JSON file (as the
-fixtures hold it), a published config's name, embedded (a converted .safetensors), or inferred from the weights
-(ncsnpp_infer.py).
+fixtures hold it), a published config's name, embedded (a converted .safetensors), config.json beside the file
+(our trainer's runs), or inferred from the weights (ncsnpp_infer.py).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from ..config import ScoreSdeConfig, load_ncsnpp_config, published_ncsnpp_configs
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..models.ncsnpp import NCSNpp
 from .safe_load import Contents, is_ncsnpp_state, is_state_dict, strip_prefix
 
@@ -45,8 +45,15 @@ def config_embedded(raw: Mapping) -> ScoreSdeConfig:
     return ScoreSdeConfig(raw)
 
 
-def config_beside(path: Path) -> None:
-    return None
+def config_beside(path: Path) -> tuple[ScoreSdeConfig, str] | None:
+    """config.json beside the checkpoint (what our NCSN++ trainer writes: the resolved config)."""
+    beside = path.parent / "config.json"
+    if not beside.is_file():
+        return None
+    try:
+        return load_ncsnpp_config(beside)
+    except ConfigError:  # another tool's config.json (a diffusers UNet's): not this checkpoint's
+        return None
 
 
 def config_inferred(state, image_size=None, sigma_begin=None, sigma_end=None) -> tuple[ScoreSdeConfig, str, str]:

@@ -13,7 +13,9 @@ from .args import check_out_dir, distributed_setup, positive_float, positive_int
 
 def add_parser(sub) -> None:
     p = sub.add_parser("train", help="denoising score matching on a folder of images")
-    p.add_argument("--config", required=True, help="an original NCSN/NCSNv2 config.yml (or one we wrote)")
+    p.add_argument("--config", required=True, help="an original NCSN/NCSNv2 config.yml (or one we wrote), or an "
+                   "NCSN++ config of the score-SDE code: a published one's name (e.g. cifar10_ncsnpp_continuous) or "
+                   "a JSON file of the resolved config")
     p.add_argument("--data", required=True,
                    help="folder of images (png/jpg, searched recursively), or 'digits' for the built-in digits")
     p.add_argument("--out", required=True, help="run folder: checkpoints, config.yml, trainer state")
@@ -23,10 +25,12 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=seed_arg, default=0, help="in [0, 2^63)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
-    p.add_argument("--grad-clip", type=positive_float, help="clip the gradient norm to this value")
+    p.add_argument("--grad-clip", type=positive_float, help="clip the gradient norm to this value (NCSN++: "
+                   "default the config's optim.grad_clip)")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
     p.add_argument("--sample-every", type=positive_int,
-                   help="write samples_<step>.png (6x6 grid, EMA weights, 1 Langevin step per level) this often")
+                   help="write samples_<step>.png (6x6 grid, EMA weights; NCSN / NCSNv2: 1 Langevin step per level, "
+                   "NCSN++: edm, 18 steps) this often")
     p.add_argument("--log-every", type=positive_int, default=100,
                    help="append the mean loss of every this many steps to train_log.csv (default 100)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,11 +57,10 @@ class TrainLog:
 
 
 def run(args) -> int:
-    from ..config import load_config
     from ..data import ImageFolder
     from ..digits import DigitsDataset
 
-    cfg = load_config(args.config)
+    cfg = _load_config(args.config)
     if args.data == "digits" and not Path("digits").is_dir():
         data = DigitsDataset(cfg.data.image_size, cfg.data.channels, split="train")
     else:
@@ -112,11 +115,24 @@ def _train(args, cfg, data, out: Path, rank: int, world: int, device) -> int:
     return 0
 
 
+def _load_config(text: str):
+    """An NCSN / NCSNv2 config.yml, or an NCSN++ config (a published name or a JSON file)."""
+    from ..config import load_config, load_ncsnpp_config, published_ncsnpp_configs
+    if text.endswith(".json") or text in published_ncsnpp_configs():
+        return load_ncsnpp_config(text)[0]
+    return load_config(text)
+
+
 def _training_grid(trainer, out: Path) -> None:
-    """samples_<step>.png: a 6x6 grid from the EMA weights (the fast sampler, 1 step per level)."""
+    """samples_<step>.png: a 6x6 grid from the EMA weights (the fast sampler: 1 Langevin step per level, or for
+    an NCSN++ edm in 18 steps; heun on a discrete one, which knows only its ladder's sigma)."""
     from ..images import inverse_data_transform, make_grid, save_png, to_uint8_nhwc
     from ..sampling import sample
 
     model = trainer.ema_model()
-    x = sample(model, trainer.config, 36, seed=0, n_steps_each=1, device=trainer.device, progress=False)
+    if trainer.config.family == "ncsnpp":
+        kw = {"sampler": "edm" if trainer.continuous else "heun", "steps": 18}
+    else:
+        kw = {"n_steps_each": 1}
+    x = sample(model, trainer.config, 36, seed=0, device=trainer.device, progress=False, **kw)
     save_png(out / f"samples_{trainer.step}.png", make_grid(to_uint8_nhwc(inverse_data_transform(x, trainer.config))))

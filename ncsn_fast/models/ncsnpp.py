@@ -21,9 +21,11 @@ import torch
 from torch import nn
 
 from .ncsnpp_layers import (
+    NIN,
     AttnBlockpp,
     Combine,
     Downsample,
+    FIRConv2d,
     GaussianFourierProjection,
     NormAct,
     ResnetBlockBigGANpp,
@@ -39,6 +41,12 @@ def ve_sigmas(config: dict) -> torch.Tensor:
     """The discrete noise scales, largest first: exp(linspace(log sigma_max, log sigma_min, num_scales)), float64."""
     m = config["model"]
     return torch.from_numpy(np.exp(np.linspace(np.log(m["sigma_max"]), np.log(m["sigma_min"]), m["num_scales"])))
+
+
+def _variance_scaling_(w: torch.Tensor, scale: float, fans) -> None:
+    """w ~ U(-b, b) with b^2 = 3 scale / fan_avg (the score-SDE code's default_init)."""
+    bound = float(np.sqrt(3.0 * scale / ((fans[0] + fans[1]) / 2)))
+    w.uniform_(-bound, bound)
 
 
 def _set_groups(norm: nn.GroupNorm, groups: int) -> None:
@@ -183,6 +191,28 @@ class NCSNpp(NormAct):
                 _set_groups(block.GroupNorm_0, min(r + skip // 4, 32))
         elif rule != "score_sde":
             raise ValueError(f"model.group_norm must be 'score_sde' or 'diffusers', got {rule!r}")
+
+    @torch.no_grad()
+    def init_as_score_sde(self) -> None:
+        """The score-SDE code's initialisation, to train from scratch: every convolution, dense and NIN weight
+        drawn from its default_init (variance scaling, fan_avg, uniform; scale 1, NIN 0.1), biases zero; the last
+        convolution of each residual block, the attention output (NIN_3) and the output convolutions at scale
+        model.init_scale (0 -> 1e-10), so that each block starts near the identity and the output near 0."""
+        zero = self.config["model"].get("init_scale", 0.0) or 1e-10
+        channels = self.config["data"]["num_channels"]
+        for name, mod in self.named_modules():
+            last, direct = name.rsplit(".", 1)[-1], name.count(".") == 1
+            if isinstance(mod, NIN):
+                _variance_scaling_(mod.W, zero if last == "NIN_3" else 0.1, fans=mod.W.shape)
+                mod.b.zero_()
+            elif isinstance(mod, (nn.Conv2d, nn.Linear, FIRConv2d)):
+                out = mod.weight.shape[0]
+                scale = zero if last == "Conv_1" or (direct and out == channels and isinstance(mod, nn.Conv2d)) \
+                    else 1.0
+                receptive = mod.weight[0, 0].numel() if mod.weight.dim() == 4 else 1
+                _variance_scaling_(mod.weight, scale, fans=(mod.weight.shape[1] * receptive, out * receptive))
+                if getattr(mod, "bias", None) is not None:
+                    mod.bias.zero_()
 
     def group_counts_differ(self) -> int:
         """How many GroupNorms have other group counts than score-SDE's rule (0: the score-SDE network exactly)."""
