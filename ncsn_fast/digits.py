@@ -51,10 +51,13 @@ class DigitsDataset:
         return self.images[i]
 
 
-def digits_config_path():
-    return _asset("digits.yml")
+BUILTIN_MODELS = {"digits": "digits_ncsnv2.pth", "digits-ncsnpp": "digits_ncsnpp.pth"}
+"""The built-in models, both trained on the training split: NCSNv2 (ngf 16, config assets/digits.yml) and NCSN++
+(VE, continuous; nf 16, config assets/digits_ncsnpp.json). Our checkpoint format: config embedded, EMA weights."""
 
 
-def builtin_checkpoint():
-    """The built-in digits model (our checkpoint format: config embedded, EMA weights)."""
-    return _asset("digits_ncsnv2.pth")
+def builtin_checkpoint(name: str = "digits"):
+    """The path of a built-in model (BUILTIN_MODELS)."""
+    if name not in BUILTIN_MODELS:
+        raise ValueError(f"no built-in model {name!r}; there are {', '.join(BUILTIN_MODELS)}")
+    return _asset(BUILTIN_MODELS[name])

@@ -76,6 +76,18 @@ def test_sample_with_another_sampler_names_it_and_its_evaluations(tmp_path, caps
     assert np.load(out / "samples.npz")["arr_0"].shape == (3, 32, 32, 3)
 
 
+def test_the_built_in_ncsnpp_with_the_fast_preset(tmp_path, capsys):
+    from ncsn_fast.sampling.presets import FAST
+    out = tmp_path / "out"
+    rc = main(["sample", "--model", "digits-ncsnpp", "--fast", "--steps", "3", "-n", "4", "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0 and "4 samples of NCSNpp (the built-in digits-ncsnpp model" in text
+    assert f"sampler: {FAST['ncsnpp'][0]} (3 " in text and "digit classifier:" in text  # the preset, --steps on top
+    assert np.load(out / "samples.npz")["arr_0"].shape == (4, 16, 16, 1)
+    assert main(["info", "--model", "digits-ncsnpp"]) == 0
+    assert "NCSN++" in capsys.readouterr().out
+
+
 def test_info_lists_the_samplers_a_checkpoint_supports(capsys):
     assert main(["info", str(fixture_path("ncsn_cifar10_ngf8_checkpoint.pth")),
                  "--config", str(fixture_path("ncsn_cifar10_ngf8_config.yml"))]) == 0
@@ -84,7 +96,8 @@ def test_info_lists_the_samplers_a_checkpoint_supports(capsys):
 
 
 @pytest.mark.parametrize("case", ["unknown", "steps0", "negative_churn", "off_ladder", "churn_on_v1", "ald_option",
-                                  "n_steps_each", "steps_on_ode", "tol_on_heun"])
+                                  "n_steps_each", "steps_on_ode", "tol_on_heun", "fast_and_sampler", "fast_on_v1",
+                                  "model_and_checkpoint"])
 def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
     v1 = ["--checkpoint", fixture_path("ncsn_cifar10_ngf8_checkpoint.pth"),
           "--config", fixture_path("ncsn_cifar10_ngf8_config.yml")]
@@ -94,7 +107,8 @@ def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
             "churn_on_v1": [*v1, "--sampler", "edm"], "ald_option": ["--steps", "10"],
             "n_steps_each": ["--sampler", "pc", "--n-steps-each", "3"],
             "steps_on_ode": ["--sampler", "ode", "--steps", "4"],
-            "tol_on_heun": ["--sampler", "heun", "--tol", "0.1"]}[case]
+            "tol_on_heun": ["--sampler", "heun", "--tol", "0.1"], "fast_and_sampler": ["--fast", "--sampler", "heun"],
+            "fast_on_v1": [*v1, "--fast"], "model_and_checkpoint": [*v1, "--model", "digits-ncsnpp"]}[case]
     out = tmp_path / "out"
     r = run("sample", *args, "--out", out, "--quiet")
     lines = r.stderr.strip().splitlines()

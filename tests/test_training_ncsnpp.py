@@ -13,6 +13,7 @@ from conftest import fixture_path
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.config import ScoreSdeConfig
+from ncsn_fast.errors import CheckpointError
 from ncsn_fast.training import EMAHelper, ScoreSdeTrainer, Trainer
 
 
@@ -173,3 +174,33 @@ def test_two_process_torchrun_matches_one_process(tmp_path):
         torch.testing.assert_close(two["model"][k], one["model"][k], rtol=1e-4, atol=1e-6, msg=k)
     for a, b in zip(one["ema"]["shadow_params"], two["ema"]["shadow_params"]):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+
+
+def test_our_format_keeps_the_ema_by_name(tmp_path):
+    """What scripts/make_digits_model.py writes for an NCSN++: raw weights and the EMA shadow by name."""
+    from ncsn_fast import save_checkpoint
+    t = Trainer(_config(), tmp_path)
+    for x in _batches(2):
+        t.train_step(x)
+    shadow = dict(t.ema.shadow)
+    path = tmp_path / "ours.pth"
+    save_checkpoint(path, t.model, t.config, ema_state=shadow, step=t.step)
+    ema_model, cfg, info = load_checkpoint(path, return_info=True)
+    raw_model = load_checkpoint(path, ema=False)[0]
+    assert info.ema_applied and cfg.family == "ncsnpp"
+    named = dict(ema_model.named_parameters())
+    assert all(torch.equal(named[n], s) for n, s in shadow.items())
+    assert any(not torch.equal(named[n], p) for n, p in raw_model.named_parameters() if n in shadow)
+    torch.save({"ncsn_fast": 1, "config": cfg.to_dict(), "state_dict": t.model.state_dict(),
+                "ema": {**shadow, "extra.weight": torch.zeros(1)}, "step": 2}, tmp_path / "bad.pth")
+    with pytest.raises(CheckpointError, match="EMA does not match.*extra.weight"):
+        load_checkpoint(tmp_path / "bad.pth")
+
+
+def test_training_after_sampling_in_one_process(tmp_path):
+    """Sampling (inference mode) first must leave nothing behind that training cannot differentiate through."""
+    from ncsn_fast.sampling import sample
+    t = Trainer(_config(), tmp_path)
+    sample(t.model.eval(), n=2, sampler="heun", steps=2, progress=False)
+    t.model.train()
+    assert torch.isfinite(t.train_step(_batches(1)[0]))

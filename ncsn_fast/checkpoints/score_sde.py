@@ -87,6 +87,12 @@ def build(cfg: ScoreSdeConfig, contents: Contents, use_ema: bool, source: str) -
     if not (use_ema and shadow is not None):
         return model, False
     params = [p for p in model.parameters() if p.requires_grad]
+    if isinstance(shadow, Mapping):  # ours: the shadow by parameter name
+        trained = [n for n, p in model.named_parameters() if p.requires_grad]
+        unknown = sorted(set(shadow) - set(trained)) + [f"{n} (missing)" for n in trained if n not in shadow]
+        if unknown:
+            raise CheckpointError(f"the EMA does not match the model's trainable parameters: {', '.join(unknown[:3])}")
+        shadow = [shadow[n] for n in trained]
     if len(shadow) != len(params):
         raise CheckpointError(f"the EMA holds {len(shadow)} tensors, the model {len(params)} trainable parameters")
     with torch.no_grad():

@@ -59,10 +59,14 @@ def seed_arg(text: str) -> int:
 
 
 CHECKPOINT_HELP = ("a checkpoint of the original NCSN / NCSNv2 code, of the score-SDE code (NCSN++) or ours (.pth, "
-                   ".safetensors); default: the built-in digits model")
+                   ".safetensors); default: the built-in model of --model")
 
 
-def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
+def add_checkpoint_args(p: argparse.ArgumentParser, builtin: bool = True) -> None:
+    if builtin:
+        from ..digits import BUILTIN_MODELS
+        p.add_argument("--model", choices=list(BUILTIN_MODELS), help="a built-in model, instead of --checkpoint: "
+                       "digits (NCSNv2, the default) or digits-ncsnpp (NCSN++, VE)")
     p.add_argument("--config", help="the run's config.yml (NCSN / NCSNv2), or for NCSN++ a published config's name "
                    "or a JSON file of the resolved config (default: embedded, or config.yml beside the checkpoint, "
                    "or inferred from the weights)")
@@ -72,12 +76,22 @@ def add_checkpoint_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-ema", action="store_true", help="use the raw weights, not the EMA ones")
 
 
+def builtin_model(args) -> str | None:
+    """The built-in model asked for (--model, or digits when there is no checkpoint), or None."""
+    if args.checkpoint is None:
+        return getattr(args, "model", None) or "digits"
+    if getattr(args, "model", None):
+        raise NcsnError(f"--model {args.model} and a checkpoint ({args.checkpoint}): give one or the other")
+    return None
+
+
 def checkpoint_path(args) -> str:
-    """--checkpoint, or the built-in digits model's."""
-    if args.checkpoint is not None:
+    """--checkpoint, or the built-in model's."""
+    name = builtin_model(args)
+    if name is None:
         return args.checkpoint
     from ..digits import builtin_checkpoint
-    return str(builtin_checkpoint())
+    return str(builtin_checkpoint(name))
 
 
 def load_model(args):
@@ -164,6 +178,9 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=list(SAMPLERS), default=None,
                    help="default: ald (the original annealed Langevin dynamics) for NCSN / NCSNv2, pc for NCSN++; " +
                    "; ".join(f"{k}: {v.split(' (')[0]}" for k, v in SAMPLERS.items() if k != "ald"))
+    p.add_argument("--fast", action="store_true", help="the sampler the quality bed found cheapest at the original "
+                   "algorithm's quality for this model family (README: Quality against evaluations); the original "
+                   "stays the default")
     p.add_argument("--steps", type=positive_int, help="the sampler's N: steps of its schedule (euler, heun, edm, "
                    "dpmpp-2m) or noise levels (cas, pc); default: the sampler's own")
     p.add_argument("--sigma-max", type=positive_float, help="the schedule's largest sigma (default: the model's)")
@@ -193,7 +210,8 @@ def evaluations_line(total: int, images: int, lo: int, hi: int) -> str:
 
 def sampler_settings(args, cfg):
     """The SamplerSettings of the command line (no --sampler: ald, or for an NCSN++ the score-SDE code's pc with
-    its config's snr); a flag of a sampler that does not take it is refused by name (sampling.plan.OPTIONS)."""
+    its config's snr; --fast: the family's preset, sampling/presets.py); a flag of a sampler that does not take
+    it is refused by name (sampling.plan.OPTIONS)."""
     from ..sampling.plan import OPTIONS, SamplerSettings, takers
 
     flags = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
@@ -201,7 +219,17 @@ def sampler_settings(args, cfg):
              "n_steps_each": args.n_steps_each, "step_lr": args.step_lr, "rtol": args.rtol, "atol": args.atol,
              "denoise": args.denoise}
     given = {k: v for k, v in flags.items() if v is not None}
-    name = args.sampler or ("pc" if cfg.family == "ncsnpp" else "ald")
+    if getattr(args, "fast", False):
+        from ..sampling.presets import fast_preset
+        if args.sampler is not None:
+            raise NcsnError(f"--fast picks the sampler: give --sampler {args.sampler} or --fast, not both")
+        try:
+            name, preset = fast_preset(cfg.family)
+        except ValueError as e:
+            raise NcsnError(str(e)) from None
+        given = {**preset, **given}
+    else:
+        name = args.sampler or ("pc" if cfg.family == "ncsnpp" else "ald")
     def flag(option: str) -> str:
         return "--[no-]denoise" if option == "denoise" else "--" + option.replace("_", "-")
     for option in given:

@@ -14,8 +14,8 @@ def add_parser(sub) -> None:
                                       "evaluations (quality); writes JSON + markdown")
     p.add_argument("suite", nargs="?", choices=["ops", "forward", "sampler", "all", "ncsnpp", "quality"],
                    default="all", help="all = ops, forward, sampler (NCSNv2); ncsnpp = NCSN++ forward and "
-                   "predictor-corrector sampler at cifar10_ncsnpp_continuous size; quality (not in all: ~40 min on "
-                   "2 CPU cores) = every sampler on the exact-score and the digits-network beds, with a plot")
+                   "predictor-corrector sampler at cifar10_ncsnpp_continuous size; quality (not in all: ~2 h on "
+                   "2 CPU cores) = every sampler on the exact-score bed and both built-in digits networks, with a plot")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default="benchmarks/results", help="results folder (default benchmarks/results)")
     p.add_argument("--quick", action="store_true", help="tiny sizes and few repeats (a smoke test)")
@@ -32,6 +32,10 @@ def add_parser(sub) -> None:
     p.add_argument("--variants", type=csv(str), default=None, metavar="V[,V]",
                    help="sampler suite: rows to time, of reference, compile, ours, samplers (default all)")
     p.add_argument("-n", type=positive_int, default=1000, help="quality suite: samples per point (default 1000)")
+    p.add_argument("--beds", type=csv(str), default=None, metavar="B[,B]",
+                   help="quality suite: these beds only, of exact, digits (NCSNv2), digits-ncsnpp (default all)")
+    p.add_argument("--resume", action="store_true",
+                   help="quality suite: keep the points the results file holds for the same n and checkpoints")
     p.set_defaults(handler=run)
 
 
@@ -41,8 +45,12 @@ def run(args) -> int:
     device = device_arg(args.device)
     command = "ncsn-fast " + shlex.join(args.argv)
     if args.suite == "quality":
-        from ..bench.quality import run_and_write
-        paths = run_and_write(device, args.out, args.n, args.quick, command)
+        from ..bench.quality import BEDS, run_and_write
+        beds = args.beds or list(BEDS)
+        unknown = [b for b in beds if b not in BEDS]
+        if unknown:
+            raise NcsnError(f"--beds: no bed {', '.join(unknown)}; there are {', '.join(BEDS)}")
+        paths = run_and_write(device, args.out, args.n, args.quick, command, beds, args.resume)
         print(paths[1].read_text())
         print("results: " + ", ".join(map(str, paths)))
         return 0

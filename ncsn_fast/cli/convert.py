@@ -19,7 +19,7 @@ def add_parser(sub) -> None:
     p.add_argument("--to", choices=["safetensors", "diffusers"], default="safetensors",
                    help="ours (.safetensors, any family; default) or a diffusers folder (NCSN++ that diffusers' "
                    "UNet2DModel expresses exactly; anything else is refused with the reason)")
-    add_checkpoint_args(p)
+    add_checkpoint_args(p, builtin=False)
     p.add_argument("--overwrite", action="store_true", help="replace an existing output")
     p.set_defaults(handler=run)
 

@@ -13,6 +13,7 @@ from .args import (
     CHECKPOINT_HELP,
     add_checkpoint_args,
     add_sampler_args,
+    builtin_model,
     check_out_dir,
     device_arg,
     dtype_arg,
@@ -66,7 +67,7 @@ def run(args) -> int:
     out = Path(args.out)
     check_out_dir(out)
     device = device_arg(args.device)
-    builtin = args.checkpoint is None
+    builtin = builtin_model(args)
     model, cfg, info = load_model(args)
     dtype, why = dtype_arg(args.dtype, device, cfg)
     settings = sampler_settings(args, cfg)
@@ -86,7 +87,7 @@ def run(args) -> int:
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
     path = "reference path" if args.reference else f"fast path, {str(dtype).removeprefix('torch.')}" + \
         (f" ({why})" if args.dtype == "auto" else "")
-    what = "the built-in digits model" if builtin else info.config_source
+    what = f"the built-in {builtin} model" if builtin else info.config_source
     print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {runner.summary}")
     counts = getattr(runner, "sample_evals", None)

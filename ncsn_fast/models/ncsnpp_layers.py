@@ -36,8 +36,10 @@ def fir_kernel(k=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
 @functools.cache
 def _fir_on(k: tuple, gain: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """fir_kernel on a device, made once: a forward then copies nothing from the host, so it can be captured in
-    a CUDA graph (the first, uncaptured warm-up call makes it)."""
-    return fir_kernel(k, gain).to(device=device, dtype=dtype)
+    a CUDA graph (the first, uncaptured warm-up call makes it). Made outside inference mode, so that training
+    after sampling in one process can save it for backward."""
+    with torch.inference_mode(False):
+        return fir_kernel(k, gain).to(device=device, dtype=dtype)
 
 
 def fir_on(k, gain: float, like: torch.Tensor) -> torch.Tensor:
