@@ -79,10 +79,11 @@ def test_sample_with_another_sampler_names_it_and_its_evaluations(tmp_path, caps
 def test_the_built_in_ncsnpp_with_the_fast_preset(tmp_path, capsys):
     from ncsn_fast.sampling.presets import FAST
     out = tmp_path / "out"
-    rc = main(["sample", "--model", "digits-ncsnpp", "--fast", "--steps", "3", "-n", "4", "--out", str(out), "--quiet"])
+    rc = main(["sample", "--model", "digits-ncsnpp", "--fast", "--steps", "40", "-n", "4", "--out", str(out),
+               "--quiet"])
     text = capsys.readouterr().out
     assert rc == 0 and "4 samples of NCSNpp (the built-in digits-ncsnpp model" in text
-    assert f"sampler: {FAST['ncsnpp'][0]} (3 " in text and "digit classifier:" in text  # the preset, --steps on top
+    assert f"sampler: {FAST['ncsnpp'][0]} (40 " in text and "digit classifier:" in text  # the preset, --steps on top
     assert np.load(out / "samples.npz")["arr_0"].shape == (4, 16, 16, 1)
     assert main(["info", "--model", "digits-ncsnpp"]) == 0
     assert "NCSN++" in capsys.readouterr().out
@@ -97,7 +98,7 @@ def test_info_lists_the_samplers_a_checkpoint_supports(capsys):
 
 @pytest.mark.parametrize("case", ["unknown", "steps0", "negative_churn", "off_ladder", "churn_on_v1", "ald_option",
                                   "n_steps_each", "steps_on_ode", "tol_on_heun", "fast_and_sampler", "fast_on_v1",
-                                  "model_and_checkpoint"])
+                                  "model_and_checkpoint", "cas_without_step_lr"])
 def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
     v1 = ["--checkpoint", fixture_path("ncsn_cifar10_ngf8_checkpoint.pth"),
           "--config", fixture_path("ncsn_cifar10_ngf8_config.yml")]
@@ -108,7 +109,8 @@ def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
             "n_steps_each": ["--sampler", "pc", "--n-steps-each", "3"],
             "steps_on_ode": ["--sampler", "ode", "--steps", "4"],
             "tol_on_heun": ["--sampler", "heun", "--tol", "0.1"], "fast_and_sampler": ["--fast", "--sampler", "heun"],
-            "fast_on_v1": [*v1, "--fast"], "model_and_checkpoint": [*v1, "--model", "digits-ncsnpp"]}[case]
+            "fast_on_v1": [*v1, "--fast"], "model_and_checkpoint": [*v1, "--model", "digits-ncsnpp"],
+            "cas_without_step_lr": ["--model", "digits-ncsnpp", "--sampler", "cas"]}[case]
     out = tmp_path / "out"
     r = run("sample", *args, "--out", out, "--quiet")
     lines = r.stderr.strip().splitlines()

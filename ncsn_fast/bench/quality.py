@@ -41,7 +41,7 @@ NCSNPP_POINTS = [
     *[("edm", {"steps": n}, (0,)) for n in (9, 18, 25)],
     ("euler", {"steps": 50}, (0,)),
     *[("dpmpp-2m", {"steps": n}, (0,)) for n in (20, 50)],
-    *[("cas", {"steps": n}, (0,)) for n in (50, 100)],
+    *[("cas", {"steps": n, "step_lr": 2e-5}, (0,)) for n in (50, 100)],  # NCSNv2's config's step: eta 0.2 on both
     ("ode", {"rtol": 1e-3, "atol": 1e-3}, (0,)),
     *[("adaptive", {"rtol": t}, (0,)) for t in (0.5, 0.2, 0.1)],
 ]
@@ -247,6 +247,6 @@ def run_and_write(device: torch.device, out_dir: str | Path, n: int = 1000, quic
     points = run(device, n, quick, flush=flush, beds=beds, prior=prior, git=env.get("git_sha"))
     flush(points)
     paths = [stem.with_suffix(".json"), stem.with_suffix(".md")]
-    if plot(points, stem.with_suffix(".png")):
+    if plot(points, stem.with_suffix(".png"), {bed: (BEDS[bed].original, measures(bed)) for bed in BEDS}):
         paths.append(stem.with_suffix(".png"))
     return paths

@@ -15,7 +15,8 @@ TITLES = {"exact": "Exact score (digits mixture, tau 0.05)", "digits": "Built-in
 
 def markdown(points, header: str, target_lines: list[str]) -> str:
     commits = Counter(p.git for p in points)
-    md = [header, "", "Measured at commit " + ", ".join(f"{c} ({k} points)" for c, k in commits.items()) + "."]
+    where = ", ".join(f"{c} ({k} point{'s' if k != 1 else ''})" for c, k in commits.items())
+    md = [header, "", f"Measured at commit {where}."]
     for bed in dict.fromkeys(p.bed for p in points):
         md += ["", f"### {TITLES.get(bed, bed)}", ""]
         rows = [p for p in points if p.bed == bed]
@@ -35,23 +36,22 @@ def markdown(points, header: str, target_lines: list[str]) -> str:
     return "\n".join(md) + "\n"
 
 
-def plot(points, path: Path) -> bool:
+def plot(points, path: Path, beds: dict) -> bool:
     """Every measure of every bed against evaluations per sample (seed 0; a bed's original algorithm as a dashed
-    line at its two seeds' mean); False without matplotlib."""
+    line at its two seeds' mean); beds: bed -> (its original (sampler, options), its measures). False without
+    matplotlib."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    from .quality import BEDS, measures
-    beds = list(dict.fromkeys(p.bed for p in points))
-    panels = [(bed, m, lower, name) for bed in beds for m, lower, name in measures(bed)]
+    panels = [(bed, m, lower, name) for bed in dict.fromkeys(p.bed for p in points) for m, lower, name in beds[bed][1]]
     cols = 3
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4 * rows), squeeze=False)
     for ax, (bed, metric, lower, name) in zip(axes.flat, panels):
-        original, options = BEDS[bed].original
+        original, options = beds[bed][0]
         base = [p.value(metric) for p in points if p.bed == bed and p.sampler == original and p.options == options]
         for sampler in dict.fromkeys(p.sampler for p in points if p.bed == bed):
             pts = sorted((p for p in points if p.bed == bed and p.sampler == sampler and p.seed == 0),

@@ -224,10 +224,14 @@ def sampler_settings(args, cfg):
         if args.sampler is not None:
             raise NcsnError(f"--fast picks the sampler: give --sampler {args.sampler} or --fast, not both")
         try:
-            name, preset = fast_preset(cfg.family)
+            name, preset, measured = fast_preset(cfg.family)
         except ValueError as e:
             raise NcsnError(str(e)) from None
         given = {**preset, **given}
+        if not getattr(args, "quiet", False):
+            import sys
+            flags_text = " ".join(f"--{k.replace('_', '-')} {v:g}" for k, v in preset.items())
+            print(f"--fast: --sampler {name} {flags_text} ({measured})", file=sys.stderr)
     else:
         name = args.sampler or ("pc" if cfg.family == "ncsnpp" else "ald")
     def flag(option: str) -> str:

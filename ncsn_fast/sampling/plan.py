@@ -239,9 +239,10 @@ def _churn_knobs(s: SamplerSettings) -> dict:
 
 
 def _config_step_lr(config) -> float:
-    if config is None:
-        raise ValueError("cas needs step_lr (eta = step_lr / sigma_N^2): no config gives one")
-    return config.sampling.step_lr
+    step_lr = getattr(getattr(config, "sampling", None), "step_lr", None)
+    if step_lr is None:  # no config, or one without annealed Langevin's step (NCSN++)
+        raise ValueError("cas needs step_lr (eta = step_lr / sigma_N^2, --step-lr): the model's config gives none")
+    return step_lr
 
 
 def _default_steps(name: str, denoiser: Denoiser, config) -> int:
