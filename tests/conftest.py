@@ -55,3 +55,20 @@ def outputs_per_cpu_isa(code: str) -> dict[str, str]:
         picked, digest = out.stdout.split("\n", 1)
         outs[picked] = digest
     return outs
+
+
+def train_cli(config: Path, out: Path, processes: int = 1, steps: int = 3) -> tuple[dict, list[float]]:
+    """`ncsn-fast train --data digits` for `steps` steps in a subprocess, in one process or under torchrun with
+    `processes` CPU processes (gloo); (the checkpoint.pth it wrote, the losses of train_log.csv)."""
+    import subprocess
+    import sys
+    launcher = [sys.executable, "-m"] if processes == 1 else [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes), "-m"]
+    cmd = [*launcher, "ncsn_fast.cli", "train", "--config", str(config), "--data", "digits", "--out", str(out),
+           "--steps", str(steps), "--log-every", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=out.parent)
+    assert res.returncode == 0, res.stderr[-3000:]
+    state = torch.load(out / "checkpoint.pth", weights_only=True)
+    losses = [float(line.split(",")[1]) for line in (out / "train_log.csv").read_text().splitlines()[1:]]
+    return state, losses

@@ -1,14 +1,11 @@
 """Trainer: a step lowers the loss, resume continues exactly, checkpoints keep the original layout."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import yaml
-from conftest import fixture_path
+from conftest import fixture_path, train_cli
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.config import config_from_dict
@@ -139,23 +136,12 @@ def _digits_config_file(tmp_path):
     return path
 
 
-def _train_cli(tmp_path, out, launcher):
-    cmd = [*launcher, "ncsn_fast.cli", "train", "--config", str(_digits_config_file(tmp_path)), "--data", "digits",
-           "--out", str(tmp_path / out), "--steps", "3", "--log-every", "1", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
-    state = torch.load(tmp_path / out / "checkpoint.pth", weights_only=True)
-    losses = [float(line.split(",")[1]) for line in (tmp_path / out / "train_log.csv").read_text().splitlines()[1:]]
-    return state, losses
-
-
 def test_two_process_torchrun_matches_one_process(tmp_path):
     """torchrun, 2 CPU processes (gloo), 4 images each, against one process with the global batch of 8:
     the same loss sequence and the same weights, up to the rounding of the gradient all-reduce."""
-    one, one_losses = _train_cli(tmp_path, "one", [sys.executable, "-m"])
-    two, two_losses = _train_cli(tmp_path, "two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                   "--nproc_per_node", "2", "-m"])
+    config = _digits_config_file(tmp_path)
+    one, one_losses = train_cli(config, tmp_path / "one")
+    two, two_losses = train_cli(config, tmp_path / "two", processes=2)
     assert len(one_losses) == 3
     assert two_losses == pytest.approx(one_losses, rel=1e-5)
     assert one[3] == two[3] == 3  # step

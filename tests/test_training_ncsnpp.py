@@ -3,13 +3,10 @@ the loss falling on the digits, resume = the uninterrupted run, the score-SDE ch
 two torchrun processes = one."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import fixture_path
+from conftest import fixture_path, train_cli
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.config import ScoreSdeConfig
@@ -150,24 +147,12 @@ def test_resume_continues_exactly_and_the_layout_reads_back(tmp_path, continuous
         assert torch.equal(p, s)
 
 
-def _train_cli(tmp_path, out, launcher):
-    cfg = tmp_path / "digits_ncsnpp.json"
-    cfg.write_text(json.dumps(_raw()))
-    cmd = [*launcher, "ncsn_fast.cli", "train", "--config", str(cfg), "--data", "digits", "--out", str(tmp_path / out),
-           "--steps", "3", "--log-every", "1", "--quiet"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path)
-    assert res.returncode == 0, res.stderr[-3000:]
-    state = torch.load(tmp_path / out / "checkpoint.pth", weights_only=True)
-    losses = [float(line.split(",")[1]) for line in (tmp_path / out / "train_log.csv").read_text().splitlines()[1:]]
-    return state, losses
-
-
 def test_two_process_torchrun_matches_one_process(tmp_path):
     """torchrun, 2 CPU processes (gloo), 4 images each, against one process with the global batch of 8."""
-    one, one_losses = _train_cli(tmp_path, "one", [sys.executable, "-m"])
-    two, two_losses = _train_cli(tmp_path, "two", [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                                                   "--nproc_per_node", "2", "-m"])
+    config = tmp_path / "digits_ncsnpp.json"
+    config.write_text(json.dumps(_raw()))
+    one, one_losses = train_cli(config, tmp_path / "one")
+    two, two_losses = train_cli(config, tmp_path / "two", processes=2)
     assert len(one_losses) == 3 and two_losses == pytest.approx(one_losses, rel=1e-5)
     assert one["step"] == two["step"] == 3
     for k in one["model"]:
