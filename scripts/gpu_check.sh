@@ -9,7 +9,7 @@
 #   sampler   the sampler per step, NCSNv2 CIFAR-10 ngf 128, batches 1/16/128/512: eager original algorithm,
 #             torch.compile (default), ours (cuda/triton, graphed or not, graph of 1 step vs of all steps,
 #             fp32/bf16)
-#   samplers  the other samplers' whole runs (heun, dpmpp-2m) on our fast path against the original algorithm,
+#   samplers  the other samplers' whole runs (heun, dpmpp-2m, edm-ancestral) on our fast path against the original algorithm,
 #             CIFAR-10 batches 1/16/128
 #   forward   one NCSNv2 forward: eager, fused ops, channels_last, torch.compile; the per-op profile
 #   ncsnpp    NCSN++ (cifar10_ncsnpp_continuous size, batches 16/128): group_norm_act against eager, the
@@ -83,7 +83,8 @@ run_stage() {
             --batch-size auto --quiet
           timed "$PY" -m ncsn_fast.cli generate -n 2000 --out /tmp/gen_check_heun --overwrite --device cuda \
             --batch-size auto --quiet --sampler heun ;;
-    samplers) bench sampler --models cifar10 --batches 1,16,128 --variants reference,samplers ;;
+    samplers) bench sampler --models cifar10 --batches 1,16,128 --variants reference,samplers \
+                --samplers heun,dpmpp-2m,edm-ancestral ;;
     sampler) bench sampler --models cifar10 --compile default ;;
     forward) bench forward --compile default
              timed "$PY" benchmarks/profile_forward.py --device cuda --ngf 128 --batch 128; copy_out ;;

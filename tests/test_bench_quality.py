@@ -53,3 +53,26 @@ def test_resume_keeps_the_points_of_the_same_checkpoint(monkeypatch, tmp_path):
     from ncsn_fast.bench.quality_report import markdown
     md = markdown(first, "header", targets(first, quick=True))
     assert "### Exact score" in md and "commit abc (6 points)" in md and "exact bed, heun at <= 35" in md
+
+
+def test_fast_presets_are_what_the_committed_bed_measured():
+    """--fast's presets are points of the committed results: on NCSN++ the cheapest within pc's floor, both seeds;
+    on NCSNv2 (none within ald's) the one the targets name as closest at <= 50 evaluations."""
+    import json
+    from pathlib import Path
+
+    from ncsn_fast.sampling.presets import FAST
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "samplers_quality_cpu2t.json"
+    points = [Point(**p) for p in json.loads(path.read_text())["points"]]
+    lines = targets(points)
+    for family, bed in (("ncsnv2", "digits"), ("ncsnpp", "digits-ncsnpp")):
+        name, options, _ = FAST[family]
+        measured = [p for p in points if p.bed == bed and (p.sampler, p.options) == (name, options)]
+        assert measured
+        label = measured[0].label()
+        budget = next(line for line in lines if line.startswith(f"{bed} bed, some sampler"))
+        cheapest = next(line for line in lines if line.startswith(f"{bed} bed, the cheapest"))
+        if family == "ncsnpp":
+            assert ": met — by " + label in budget and cheapest.endswith(label + " at 48 evaluations")
+        else:
+            assert "missed — closest: " + label in budget and cheapest.endswith(": none")

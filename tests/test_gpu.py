@@ -251,7 +251,7 @@ def test_sampler_update_real_size(backend, dtype, channels_last):
 
 @pytest.mark.parametrize("steps_per_graph", [1, 4, 10_000])
 @pytest.mark.parametrize("backend", GPU_BACKENDS)
-@pytest.mark.parametrize("name", ["heun", "pc"])
+@pytest.mark.parametrize("name", ["heun", "edm-ancestral", "pc"])
 def test_graphed_program_equals_fused_loop(name, backend, steps_per_graph):
     """A sampler table replayed from CUDA graphs of 1 step, 4 steps (plus one-step remainders) or the whole run
     gives the un-graphed fused loop's samples (same stream); a second run replays from a reset state."""
@@ -273,7 +273,7 @@ def test_graphed_program_equals_fused_loop(name, backend, steps_per_graph):
     assert torch.equal(loop(p.program, x0, seed=1, sample_ids=ids), graphed)
 
 
-@pytest.mark.parametrize("name", ["heun", "dpmpp-2m", "pc"])
+@pytest.mark.parametrize("name", ["heun", "edm-ancestral", "dpmpp-2m", "pc"])
 def test_other_samplers_on_gpu_match_cpu_reference_and_batch(name):
     from ncsn_fast.sampling import sample
     torch.backends.cudnn.allow_tf32 = False

@@ -12,6 +12,7 @@ from ncsn_fast.sampling import Denoiser, GraphedProgram, SamplerSettings, plan, 
 from ncsn_fast.sampling.run import Sampler
 
 FIXED_STEP = {"euler": {"steps": 4}, "heun": {"steps": 3}, "edm": {"steps": 3, "s_tmax": 50.0},
+              "edm-ancestral": {"steps": 4, "nu": 0.8},
               "dpmpp-2m": {"steps": 4}, "cas": {"steps": 6, "step_lr": 9e-5}, "pc": {"steps": 3}}
 
 
@@ -54,7 +55,7 @@ def test_every_backend_runs_the_table_alike(v2, name, backend):
     assert (got - want).abs().max() <= 1e-5 * want.abs().max()
 
 
-@pytest.mark.parametrize("name", ["edm", "dpmpp-2m", "pc"])
+@pytest.mark.parametrize("name", ["edm", "edm-ancestral", "dpmpp-2m", "pc"])
 def test_device_state_loop_equals_fused_loop(v2, name):
     """GraphedProgram uncaptured (exactly the steps a CUDA graph holds) == run_program, bit for bit, also with
     a 2-step chunk and a remainder; a second run starts afresh."""
@@ -74,7 +75,7 @@ def test_device_state_loop_equals_fused_loop(v2, name):
     assert torch.equal(loop(p.program, x0, seed=1, sample_ids=ids), want)
 
 
-@pytest.mark.parametrize("name", ["heun", "edm", "pc", "cas"])
+@pytest.mark.parametrize("name", ["heun", "edm", "edm-ancestral", "pc", "cas"])
 def test_samples_do_not_depend_on_the_batch(v2, name):
     model, cfg = v2
     kw = FIXED_STEP[name]
@@ -148,6 +149,7 @@ def test_continuous_model_refuses_sigma_outside_its_range(v2):
 @pytest.mark.parametrize("kw,match", [
     (dict(name="nope"), "unknown sampler"), (dict(name="heun", steps=0), "steps"),
     (dict(name="edm", churn=-1.0), "churn"), (dict(name="heun", churn=3.0), "edm sampler only"),
+    (dict(name="edm-ancestral", nu=1.5), "nu"), (dict(name="edm", split=0.1), "edm-ancestral sampler only"),
     (dict(name="pc", snr=0.0), "snr"), (dict(name="heun", sigma_max=-1.0), "sigma_max"),
 ])
 def test_bad_settings(kw, match):
@@ -167,6 +169,10 @@ def test_evaluation_counts(v2):
     counts = {name: plan(SamplerSettings(name, steps=10, step_lr=8e-5), den, cfg).evals
               for name in ("euler", "heun", "edm", "dpmpp-2m", "cas", "pc")}
     assert counts == {"euler": 10, "heun": 19, "edm": 19, "dpmpp-2m": 10, "cas": 11, "pc": 20}
+    # edm-ancestral: 2 per step to a sigma above split, 1 below (and for the step to 0)
+    sig = plan(SamplerSettings("edm-ancestral", steps=10), den, cfg).sigmas
+    above = int((sig[1:] > 0.1).sum())
+    assert plan(SamplerSettings("edm-ancestral", steps=10), den, cfg).evals == 2 * above + (10 - above) and above > 1
     fs = Sampler(model, cfg, SamplerSettings("heun", steps=3), backend="cpu")
     ticks = []
     fs(torch.arange(2), ticks.append)

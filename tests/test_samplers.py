@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ncsn_fast.sampling import Denoiser, geometric_sigmas, karras_sigmas
+from ncsn_fast.sampling.ancestral import sample_edm_ancestral
 from ncsn_fast.sampling.cas import sample_cas
 from ncsn_fast.sampling.dpm_solver import sample_dpmpp_2m
 from ncsn_fast.sampling.edm import churn_gammas, sample_euler, sample_heun
@@ -67,6 +68,28 @@ def test_edm_one_step_with_churn():
     want = x_hat + (1 - t_hat) * (d1 + d2) / 2
     got = run(sample_heun, [2.0, 1.0], churn=10.0, s_noise=s_noise, noise=const_noise([eps]))
     assert got == pytest.approx(want, rel=REL)
+
+
+def test_edm_ancestral_churned_heun_step_above_split():
+    """t_next = 1 > split: EDM's step with gamma = sqrt(2) - 1, S_noise 1."""
+    t_hat, eps = 2 * math.sqrt(2), 0.7
+    x_hat = X0 + math.sqrt(t_hat ** 2 - 4) * eps
+    d1 = (x_hat - D(x_hat, t_hat)) / t_hat
+    x1 = x_hat + (1 - t_hat) * d1
+    want = x_hat + (1 - t_hat) * (d1 + (x1 - D(x1, 1))) / 2
+    got = run(sample_edm_ancestral, [2.0, 1.0], split=0.5, nu=1.0, noise=const_noise([eps]))
+    assert got == pytest.approx(want, rel=REL)
+
+
+def test_edm_ancestral_ancestral_steps_below_split():
+    """t_next <= split: x = D + t_next (sqrt(1 - nu^2) eps^ + nu z); the step to 0 returns D."""
+    nu, z = 0.6, -0.4
+    d0 = D(X0, 2)
+    x1 = d0 + 1.0 * (0.8 * (X0 - d0) / 2 + nu * z)
+    got = run(sample_edm_ancestral, [2.0, 1.0, 0.0], split=1.0, nu=nu, noise=const_noise([z]))
+    assert got == pytest.approx(D(x1, 1), rel=REL)
+    with pytest.raises(ValueError, match="nu"):
+        run(sample_edm_ancestral, [2.0, 1.0], split=1.0, nu=1.5, noise=const_noise([z]))
 
 
 def test_churn_gammas_follow_s_tmin_s_tmax():
@@ -145,7 +168,7 @@ def test_rk45_ode_matches_the_closed_form():
     assert 10 < evals < 2000
 
 
-@pytest.mark.parametrize("name", ["heun", "edm", "dpmpp-2m", "cas", "pc"])
+@pytest.mark.parametrize("name", ["heun", "edm", "edm-ancestral", "dpmpp-2m", "cas", "pc"])
 def test_samplers_reach_the_data_distribution(name):
     """From x_T ~ N(mu, sigma_max^2) each sampler ends near N(mu, tau^2): mean and spread of 500 draws of 64
     dimensions (the corrector's norms need more than one dimension to mean anything)."""
@@ -161,8 +184,10 @@ def test_samplers_reach_the_data_distribution(name):
         fn = sample_cas if name == "cas" else sample_pc
     else:
         sig = karras_sigmas(40, 0.01, 20.0)
-        fn = {"heun": sample_heun, "edm": sample_heun, "dpmpp-2m": sample_dpmpp_2m}[name]
-        kw = {"churn": 40.0, "s_tmin": 0.05, "s_tmax": 10.0} if name == "edm" else {}
+        fn = {"heun": sample_heun, "edm": sample_heun, "edm-ancestral": sample_edm_ancestral,
+              "dpmpp-2m": sample_dpmpp_2m}[name]
+        kw = {"edm": {"churn": 40.0, "s_tmin": 0.05, "s_tmax": 10.0},
+              "edm-ancestral": {"split": 0.1, "nu": 1.0}}.get(name, {})
     out = fn(den, x, sig, noise=noise, **kw)
     assert abs(float(out.mean()) - MU) < 4 * TAU / math.sqrt(500)  # the samples' means vary; elements less
     assert abs(float(out.std()) / TAU - 1) < 0.05

@@ -25,6 +25,7 @@ POINTS = [
     ("ald", {"n_steps_each": 5}, (0, 1)), ("ald", {"n_steps_each": 2}, (0,)), ("ald", {"n_steps_each": 1}, (0,)),
     *[("heun", {"steps": n}, (0,)) for n in (5, 9, 18, 25, 50)],
     *[("edm", {"steps": n}, (0,)) for n in (9, 18, 25)],
+    ("edm-ancestral", {"steps": 14}, (0,)), ("edm-ancestral", {"steps": 28}, (0, 1)),
     *[("euler", {"steps": n}, (0,)) for n in (10, 25, 50)],
     *[("dpmpp-2m", {"steps": n}, (0,)) for n in (10, 20, 35, 50, 100)],
     *[("cas", {"steps": n}, (0,)) for n in (35, 50, 100, 200)],
@@ -39,6 +40,7 @@ NCSNPP_POINTS = [
     *[("pc", {"steps": n}, (0,)) for n in (25, 50, 100)],
     *[("heun", {"steps": n}, (0,)) for n in (9, 18, 25)],
     *[("edm", {"steps": n}, (0,)) for n in (9, 18, 25)],
+    ("edm-ancestral", {"steps": 14}, (0,)), ("edm-ancestral", {"steps": 28}, (0, 1)),
     ("euler", {"steps": 50}, (0,)),
     *[("dpmpp-2m", {"steps": n}, (0,)) for n in (20, 50)],
     *[("cas", {"steps": n, "step_lr": 2e-5}, (0,)) for n in (50, 100)],  # NCSNv2's config's step: eta 0.2 on both

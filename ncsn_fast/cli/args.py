@@ -182,11 +182,15 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
                    "algorithm's quality for this model family (README: Quality against evaluations); the original "
                    "stays the default")
     p.add_argument("--steps", type=positive_int, help="the sampler's N: steps of its schedule (euler, heun, edm, "
-                   "dpmpp-2m) or noise levels (cas, pc); default: the sampler's own")
+                   "edm-ancestral, dpmpp-2m) or noise levels (cas, pc); default: the sampler's own")
     p.add_argument("--sigma-max", type=positive_float, help="the schedule's largest sigma (default: the model's)")
     p.add_argument("--sigma-min", type=positive_float, help="the schedule's smallest sigma (default: the model's)")
     p.add_argument("--rho", type=positive_float, help="EDM's schedule exponent (default 7)")
     p.add_argument("--churn", type=nonnegative_float, help="edm: S_churn (default 80, EDM's for VE networks)")
+    p.add_argument("--split", type=nonnegative_float, help="edm-ancestral: the sigma below which its steps are "
+                   "ancestral (default 0.1)")
+    p.add_argument("--nu", type=nonnegative_float, help="edm-ancestral: the fresh share of the noise in its "
+                   "ancestral steps, 0 to 1 (default 1: denoise, then re-noise)")
     p.add_argument("--snr", type=positive_float, help="pc: the corrector's signal-to-noise ratio (default 0.16)")
     p.add_argument("--batch-mean", action="store_true", help="pc: the corrector's step size from the batch means "
                    "of the norms, as the score-SDE code does (a sample then depends on its batch; default: per "
@@ -215,7 +219,8 @@ def sampler_settings(args, cfg):
     from ..sampling.plan import OPTIONS, SamplerSettings, takers
 
     flags = {"steps": args.steps, "sigma_max": args.sigma_max, "sigma_min": args.sigma_min, "rho": args.rho,
-             "churn": args.churn, "snr": args.snr, "batch_mean": args.batch_mean or None,
+             "churn": args.churn, "split": args.split, "nu": args.nu, "snr": args.snr,
+             "batch_mean": args.batch_mean or None,
              "n_steps_each": args.n_steps_each, "step_lr": args.step_lr, "rtol": args.rtol, "atol": args.atol,
              "denoise": args.denoise}
     given = {k: v for k, v in flags.items() if v is not None}

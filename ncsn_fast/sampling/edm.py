@@ -92,12 +92,15 @@ def heun_program(sigmas: torch.Tensor, churn: float = 0.0, s_tmin: float = 0.0, 
     nus = [math.sqrt(th ** 2 - t ** 2) * s_noise if g > 0 else 0.0 for t, th, g in zip(sigmas[:-1], hats, gammas)]
     rows = []
     for i in range(n):
-        t_hat, t_next = hats[i], sigmas[i + 1]
-        dt = t_next - t_hat
-        nu_next = nus[i + 1] if i + 1 < n else 0.0
-        if t_next > 0:
-            rows.append(Row(t_hat, (1.0, -dt * t_hat, 0.0, 0.0), p=(1.0, -0.5 * dt * t_hat, 0.0)))
-            rows.append(Row(t_next, (0.0, -0.5 * dt * t_next, 1.0, nu_next), noise=i + 1))
-        else:  # the last step, to sigma = 0: Euler
-            rows.append(Row(t_hat, (1.0, -dt * t_hat, 0.0, nu_next), noise=i + 1))
+        rows += heun_step_rows(hats[i], sigmas[i + 1], nus[i + 1] if i + 1 < n else 0.0, noise=i + 1)
     return Program(rows, start_sigma=sigmas[0], start_noise=(nus[0], 0) if n else (0.0, 0))
+
+
+def heun_step_rows(t_hat: float, t_next: float, nu_next: float, noise: int) -> list[Row]:
+    """One Heun step from t_hat to t_next as rows (Euler when t_next = 0), ending with nu_next z (z at stream step
+    `noise`): the next step's churn."""
+    dt = t_next - t_hat
+    if t_next > 0:
+        return [Row(t_hat, (1.0, -dt * t_hat, 0.0, 0.0), p=(1.0, -0.5 * dt * t_hat, 0.0)),
+                Row(t_next, (0.0, -0.5 * dt * t_next, 1.0, nu_next), noise=noise)]
+    return [Row(t_hat, (1.0, -dt * t_hat, 0.0, nu_next), noise=noise)]  # the last step, to sigma = 0: Euler

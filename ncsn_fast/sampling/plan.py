@@ -15,6 +15,7 @@ from functools import partial
 import torch
 
 from .adaptive import sample_adaptive
+from .ancestral import edm_ancestral_program, sample_edm_ancestral
 from .cas import cas_program, sample_cas
 from .denoiser import Denoiser
 from .dpm_solver import dpmpp_2m_program, sample_dpmpp_2m
@@ -31,6 +32,7 @@ SAMPLERS = {
     "euler": "EDM's deterministic sampler with Euler steps (Karras et al. 2022, Algorithm 1)",
     "heun": "EDM's deterministic sampler with Heun steps (Karras et al. 2022, Algorithm 1): 2N - 1 evaluations",
     "edm": "EDM's stochastic sampler (Karras et al. 2022, Algorithm 2): Heun steps with churn",
+    "edm-ancestral": "EDM's stochastic sampler, full churn, down to --split; Euler-ancestral steps below it",
     "dpmpp-2m": "DPM-Solver++(2M) (Lu et al. 2022): second order, one evaluation per step",
     "pc": "predictor-corrector of score SDEs (Song et al. 2021): reverse diffusion + Langevin corrector",
     "ode": "the probability-flow ODE with adaptive RK45 (Song et al. 2021), a reference (not graph-captured)",
@@ -42,6 +44,7 @@ OPTIONS = {
     "ald": ("n_steps_each", "step_lr", "denoise"),
     "cas": ("steps", "sigma_max", "sigma_min", "step_lr", "denoise"),
     "euler": SCHEDULE, "heun": SCHEDULE, "dpmpp-2m": SCHEDULE,
+    "edm-ancestral": (*SCHEDULE, "split", "nu"),
     "edm": (*SCHEDULE, "churn", "s_tmin", "s_tmax", "s_noise"),
     "pc": ("steps", "sigma_max", "sigma_min", "snr", "n_corrector", "batch_mean", "denoise"),
     "ode": ("sigma_max", "sigma_min", "rtol", "atol", "denoise"),
@@ -56,7 +59,9 @@ def takers(option: str) -> list[str]:
 
 # EDM's stochastic settings for its VE CIFAR-10 network (Karras et al. 2022, Table 5).
 EDM_CHURN = {"churn": 80.0, "s_tmin": 0.05, "s_tmax": 1.0, "s_noise": 1.007}
-DEFAULT_STEPS = {"euler": 50, "heun": 18, "edm": 18, "dpmpp-2m": 20}
+# edm-ancestral: ancestral steps that re-noise fully below sigma 0.1 (the quality bed's point, README).
+ANCESTRAL = {"split": 0.1, "nu": 1.0}
+DEFAULT_STEPS = {"euler": 50, "heun": 18, "edm": 18, "dpmpp-2m": 20, "edm-ancestral": 28}
 # ode: the score-SDE code's tolerances; adaptive: Jolicoeur-Martineau et al.'s middle eps_rel, and eps_abs one 8-bit
 # level of the data range (see _data_level).
 DEFAULT_RTOL = {"ode": 1e-5, "adaptive": 0.05}
@@ -77,6 +82,8 @@ class SamplerSettings:
     s_noise: float | None = None
     snr: float = 0.16  # pc: the corrector's signal-to-noise ratio (score-SDE's CIFAR-10 value)
     n_corrector: int = 1  # pc: Langevin corrector steps per level
+    split: float | None = None  # edm-ancestral: the sigma below which steps are ancestral (default ANCESTRAL's)
+    nu: float | None = None  # edm-ancestral: the fresh share of the noise in those steps (default ANCESTRAL's)
     batch_mean: bool = False  # pc: the corrector step from batch means (the original; batch-dependent)
     step_lr: float | None = None  # ald: its step; cas: eta = step_lr / sigma_N^2 (default: the config's step_lr)
     denoise: bool | None = None  # ald, cas, pc, ode, adaptive: the final denoising step (default: the config's for
@@ -98,6 +105,13 @@ class SamplerSettings:
             raise ValueError(f"churn must be >= 0, got {self.churn}")
         if self.churn and self.name != "edm":
             raise ValueError(f"churn applies to the edm sampler only, not {self.name}")
+        for name in ("split", "nu"):
+            if getattr(self, name) is not None and self.name != "edm-ancestral":
+                raise ValueError(f"{name} applies to the edm-ancestral sampler only, not {self.name}")
+        if self.nu is not None and not 0 <= self.nu <= 1:
+            raise ValueError(f"nu must lie in [0, 1], got {self.nu}")
+        if self.split is not None and not (self.split >= 0 and math.isfinite(self.split)):
+            raise ValueError(f"split must be a finite sigma >= 0, got {self.split}")
         for name in ("sigma_max", "sigma_min", "step_lr", "s_noise", "rtol", "atol", "rho", "snr"):
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):
@@ -169,9 +183,13 @@ def plan(settings: SamplerSettings, denoiser: Denoiser, config=None) -> Plan:
                     f"{name} ({detail}, rtol {rtol:g}, atol {atol:.3g}), sigma {hi:g} -> {lo:g}: evaluations chosen "
                     f"by the solver")
     steps = s.steps or _default_steps(name, denoiser, config)
-    if name in ("euler", "heun", "edm", "dpmpp-2m"):
+    if name in ("euler", "heun", "edm", "dpmpp-2m", "edm-ancestral"):
         sig = fit_to_model(karras_sigmas(steps, lo, hi, s.rho), denoiser, what)
-        if name == "euler":
+        if name == "edm-ancestral":
+            knobs = _ancestral_knobs(s)
+            prog, ref = edm_ancestral_program(sig, **knobs), partial(sample_edm_ancestral, **knobs)
+            denoiser.check([row.sigma for row in prog.rows], f"the {name} schedule with churn")
+        elif name == "euler":
             prog, ref = euler_program(sig), sample_euler
         elif name == "dpmpp-2m":
             prog, ref = dpmpp_2m_program(sig), sample_dpmpp_2m
@@ -182,6 +200,9 @@ def plan(settings: SamplerSettings, denoiser: Denoiser, config=None) -> Plan:
             ref = partial(sample_heun, **knobs)
         detail = f"rho {s.rho:g}" + (", churn {churn:g}, S_tmin {s_tmin:g}, S_tmax {s_tmax:g}, S_noise {s_noise:g}"
                                      .format(**_churn_knobs(s)) if name == "edm" else "")
+        if name == "edm-ancestral":
+            detail += ", churn gamma sqrt(2) - 1 down to sigma {split:g}, ancestral steps (nu {nu:g}) below".format(
+                **_ancestral_knobs(s))
     else:  # cas, pc: geometric levels
         sig = fit_to_model(geometric_sigmas(steps, lo, hi), denoiser, what)
         if name == "cas":
@@ -232,6 +253,10 @@ def _data_level(denoiser: Denoiser) -> float:
 
 def _on(flag: bool | None) -> bool:
     return True if flag is None else flag
+
+
+def _ancestral_knobs(s: SamplerSettings) -> dict:
+    return {k: (getattr(s, k) if getattr(s, k) is not None else v) for k, v in ANCESTRAL.items()}
 
 
 def _churn_knobs(s: SamplerSettings) -> dict:
