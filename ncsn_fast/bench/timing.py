@@ -41,8 +41,12 @@ def environment(device: torch.device) -> dict:
             env["driver"] = None
     try:
         root = Path(__file__).resolve().parents[2]
-        env["git_sha"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                                        text=True, timeout=10).stdout.strip() or None
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip() or None
+        # code changed since that commit (untracked files aside): the figures are not that commit's
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "ncsn_fast", "benchmarks", "csrc"], cwd=root,
+                               capture_output=True, timeout=10).returncode == 1
+        env["git_sha"] = f"{sha}+changes" if sha and dirty else sha
     except (OSError, subprocess.SubprocessError):
         env["git_sha"] = None
     return env
