@@ -161,3 +161,34 @@ def test_distributed_setup_takes_the_gpu_of_local_rank(monkeypatch):
     rank, world, dev = distributed_setup("cuda")
     assert (rank, world, dev) == (1, 2, torch.device("cuda", 1))
     assert calls == [("set_device", torch.device("cuda", 1)), ("init", "nccl")]
+
+
+def test_compile_flag_hands_the_network_to_torch_compile(tmp_path, monkeypatch, capsys):
+    """--compile reaches torch.compile with its mode (recorded here, the network left as it is), says so, and keeps
+    inductor's caches on disk; generate records the mode in its manifest; --compile auto compiles long runs only;
+    the reference path refuses it."""
+    import json
+
+    import torch
+
+    from ncsn_fast.cli.args import AUTO_COMPILE_IMAGE_EVALS, compile_choice
+    modes = []
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: modes.append(mode) or model)
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    quick = ["--sampler", "euler", "--steps", "2", "-n", "2", "--quiet"]
+    assert main(["sample", *quick, "--compile", "--out", str(tmp_path / "s")]) == 0
+    assert modes == [None] and ", torch.compile default)" in capsys.readouterr().out
+    import os
+    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "ncsn_fast" / "inductor")
+    assert main(["generate", *quick, "--compile", "max-autotune", "--out", str(tmp_path / "g")]) == 0
+    assert modes == [None, "max-autotune"]
+    assert json.loads((tmp_path / "g" / "manifest.json").read_text())["identity"]["compile"] == "max-autotune"
+    assert main(["generate", *quick, "--compile", "auto", "--out", str(tmp_path / "a")]) == 0
+    assert len(modes) == 2  # 2 images x 2 evaluations: too short to compile
+    images = -(-AUTO_COMPILE_IMAGE_EVALS // 48)  # the fewest images of 48 evaluations that make it long
+    assert compile_choice("auto", images, 48) == "default" and compile_choice("auto", images - 1, 48) is None
+    assert compile_choice("auto", 10 ** 9, None) is None  # adaptive: its evaluations are not known ahead
+    capsys.readouterr()
+    assert main(["sample", *quick, "--compile", "--reference", "--out", str(tmp_path / "r")]) == 2
+    assert "reference runs eager" in capsys.readouterr().err

@@ -206,6 +206,30 @@ def add_sampler_args(p: argparse.ArgumentParser) -> None:
                    "others)")
 
 
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+# generate --compile auto compiles when this process's share of the run is at least this many image-evaluations
+# (images x network evaluations per image): a cold compile (about a minute on a CPU) is then a small part of it.
+AUTO_COMPILE_IMAGE_EVALS = 1_000_000
+
+
+def add_compile_arg(p, auto: bool = False) -> None:
+    modes = COMPILE_MODES + (("auto",) if auto else ())
+    p.add_argument("--compile", nargs="?", const="default", default=None, choices=modes, metavar="MODE",
+                   help="the fast path's network under torch.compile in MODE (" + ", ".join(modes) + "; default "
+                   "'default'), inside our fused updates and graphs; inductor's caches kept in "
+                   "~/.cache/ncsn_fast/inductor ($TORCHINDUCTOR_CACHE_DIR), so a second run compiles from them. "
+                   "Samples move by float rounding" + (f"; auto: when this process makes at least "
+                   f"{AUTO_COMPILE_IMAGE_EVALS:,} image-evaluations" if auto else ""))
+
+
+def compile_choice(mode: str | None, images: int, evals: int | None) -> str | None:
+    """--compile's mode for a run of `images` images at `evals` evaluations each (None: adaptive); auto: 'default'
+    for a long run, else none."""
+    if mode != "auto":
+        return mode
+    return "default" if evals is not None and images * evals >= AUTO_COMPILE_IMAGE_EVALS else None
+
+
 def evaluations_line(total: int, images: int, lo: int, hi: int) -> str:
     """What an adaptive sampler spent: per sample (mean, range) and in all."""
     return (f"network evaluations per sample: mean {total / images:.1f} (min {lo}, max {hi}); {total} in all for "

@@ -14,10 +14,12 @@ from ..runlock import RunLock
 from .args import (
     CHECKPOINT_HELP,
     add_checkpoint_args,
+    add_compile_arg,
     add_sampler_args,
     backend_arg,
     check_out_dir,
     checkpoint_path,
+    compile_choice,
     distributed_setup,
     dtype_arg,
     evaluations_line,
@@ -51,6 +53,7 @@ def add_parser(sub) -> None:
                    "computes it natively (AVX512_BF16 / AMX), float32 elsewhere; the manifest records the one run")
     p.add_argument("--backend", default="auto", choices=["auto", "cuda", "triton", "cpu", "torch"],
                    help="fused-op backend")
+    add_compile_arg(p, auto=True)
     p.add_argument("--device", default="cpu", help="cpu or cuda (under torchrun each process takes its "
                    "LOCAL_RANK's GPU)")
     p.add_argument("--writer-threads", type=positive_int, default=2, help="background PNG/npz writers")
@@ -138,6 +141,10 @@ def _generate_locked(args, batch_arg, out: Path, rank: int, world: int, device, 
         try:  # planned once, here: a setting the model cannot run is refused before anything is written
             sampler = Sampler(model.to(device), cfg, sampler_cfg, seed=args.seed, device=device, dtype=dtype,
                               backend=backend)
+            compile_mode = compile_choice(args.compile, math.ceil(args.n / world), sampler.evals)
+            if compile_mode is not None:
+                sampler = Sampler(model.to(device), cfg, sampler_cfg, seed=args.seed, device=device, dtype=dtype,
+                                  backend=backend, compile_mode=compile_mode)
         except ValueError as e:
             raise NcsnError(str(e)) from None
         ald = sampler_cfg.name == "ald"
@@ -149,7 +156,8 @@ def _generate_locked(args, batch_arg, out: Path, rank: int, world: int, device, 
             denoise=s.denoise if args.denoise is None or not ald else args.denoise,
             dtype=str(dtype).removeprefix("torch."),
             format=args.format, shard_size=args.shard_size, sampler=sampler_cfg.to_dict())
-        identity = {"device": device.type, "backend": backend, "torch": torch.__version__, "ncsn_fast": __version__}
+        identity = {"device": device.type, "backend": backend, "torch": torch.__version__, "ncsn_fast": __version__,
+                    "compile": compile_mode}
         if rank == 0:
             manifest = gen.prepare_output(out, settings, identity, resume=args.resume, overwrite=args.overwrite,
                                           allow_device_change=args.allow_device_change,
@@ -205,7 +213,8 @@ def _generate_locked(args, batch_arg, out: Path, rank: int, world: int, device, 
         print(f"{args.n} images of {cfg.arch} ({made} made now) in {wall:.1f} s, {made / max(wall, 1e-9):.1f} img/s, "
               f"batch {batch_size} x {world} process{'es' if world > 1 else ''}; device waited on writing "
               f"{100 * waited / max(wall, 1e-9):.2f} % of the time -> {out}/ ({', '.join(outputs)})\n"
-              f"sampler: {sampler.summary}; network in {settings.dtype} ({why})")
+              f"sampler: {sampler.summary}; network in {settings.dtype} ({why})"
+              + (f", under torch.compile ({compile_mode})" if compile_mode else ""))
         if sampler.evals is None and made:
             print(evaluations_line(sum(t["evaluations"] for t in per_rank), made,
                                    min(t["evaluations_min"] for t in per_rank if t["images"]),

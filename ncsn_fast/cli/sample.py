@@ -12,6 +12,7 @@ from ..errors import NcsnError
 from .args import (
     CHECKPOINT_HELP,
     add_checkpoint_args,
+    add_compile_arg,
     add_sampler_args,
     builtin_model,
     check_out_dir,
@@ -46,6 +47,7 @@ def add_parser(sub) -> None:
                    "on a CPU that computes it natively (AVX512_BF16 / AMX), float32 elsewhere")
     p.add_argument("--backend", default="auto", choices=["auto", "cuda", "triton", "cpu", "torch"],
                    help="fused-op backend on the fast path")
+    add_compile_arg(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 
@@ -75,7 +77,8 @@ def run(args) -> int:
         warnings.simplefilter("ignore", SlowDtypeWarning)  # dtype_arg said it, once
         try:
             runner = make_sampler(model.to(device), cfg, sampler=settings, seed=args.seed, device=device,
-                                  method="reference" if args.reference else "fast", dtype=dtype, backend=args.backend)
+                                  method="reference" if args.reference else "fast", dtype=dtype, backend=args.backend,
+                                  compile_mode=args.compile)
         except ValueError as e:
             raise NcsnError(str(e)) from None
         t0 = time.perf_counter()
@@ -86,7 +89,7 @@ def run(args) -> int:
     save_png(out / "samples.png", make_grid(images))
     atomic_write_bytes(out / "config.yml", yaml.safe_dump(cfg.to_dict(), sort_keys=False).encode())
     path = "reference path" if args.reference else f"fast path, {str(dtype).removeprefix('torch.')}" + \
-        (f" ({why})" if args.dtype == "auto" else "")
+        (f" ({why})" if args.dtype == "auto" else "") + (f", torch.compile {args.compile}" if args.compile else "")
     what = f"the built-in {builtin} model" if builtin else info.config_source
     print(f"{args.n} samples of {cfg.arch} ({what}, {path}) in {seconds:.1f} s -> "
           f"{out / 'samples.png'}, {out / 'samples.npz'} (uint8 {tuple(images.shape)})\nsampler: {runner.summary}")

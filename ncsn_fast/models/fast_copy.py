@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from pathlib import Path
 
 import torch
 
@@ -22,5 +24,16 @@ def fast_copy(model: torch.nn.Module, device, dtype: torch.dtype, channels_last:
         fast_model = fast_model.to(memory_format=torch.channels_last)
     set_backend(fast_model, backend)
     if compile_mode is not None:
+        keep_compile_cache()
         fast_model = torch.compile(fast_model, mode=None if compile_mode == "default" else compile_mode)
     return fast_model
+
+
+def keep_compile_cache() -> str:
+    """Point inductor's caches (compiled graphs, kernels, autotuning) at a folder that outlives the process and
+    the machine's /tmp, so that a second process compiles from them in seconds: $TORCHINDUCTOR_CACHE_DIR when set,
+    else $XDG_CACHE_HOME/ncsn_fast/inductor (~/.cache/ncsn_fast/inductor). Returns the folder."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(base) / "ncsn_fast" / "inductor")
+    return os.environ["TORCHINDUCTOR_CACHE_DIR"]

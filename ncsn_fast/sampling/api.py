@@ -72,12 +72,15 @@ def make_sampler(model, config=None, *, sampler: str | SamplerSettings | None = 
                  n_steps_each: int | None = None, step_lr: float | None = None, denoise: bool | None = None,
                  device=None, method: str = "fast", rng: str | None = None, dtype: torch.dtype | str = "auto",
                  channels_last: bool = True, backend: str = "auto", graph: bool | None = None, sigmas=None,
-                 shape: tuple[int, ...] | None = None, kind: str = "score", centre: float = 0.0, **sampler_options):
+                 shape: tuple[int, ...] | None = None, kind: str = "score", centre: float = 0.0,
+                 compile_mode: str | None = None, **sampler_options):
     """The runner sample() uses (see its docstring for the arguments), planned once: runner(ids, progress, x_init)
     -> those samples on the device; runner.summary says what it runs, runner.evals its evaluations per sample
     (None: adaptive), runner.shape the shape of one sample, runner.batch_size its default batch (None: all)."""
     if method not in ("fast", "reference"):
         raise ValueError(f"method must be 'fast' or 'reference', got {method!r}")
+    if compile_mode is not None and method != "fast":
+        raise ValueError("compile_mode puts the fast path's network under torch.compile; the reference runs eager")
     if not (isinstance(seed, int) and 0 <= seed < 1 << 63):
         raise ValueError(f"seed must be an integer in [0, 2^63) (the noise stream's 64 bits), got {seed!r}")
     target = resolve(model, config, sigmas=sigmas, shape=shape, kind=kind, centre=centre, device=device)
@@ -110,7 +113,7 @@ def make_sampler(model, config=None, *, sampler: str | SamplerSettings | None = 
         if method == "fast":
             runner = Sampler(target.model, target.config, settings, seed=seed, device=target.device,
                              dtype=_network_dtype(dtype, target), channels_last=channels_last, backend=backend,
-                             graph=graph, shape=target.shape)
+                             graph=graph, shape=target.shape, compile_mode=compile_mode)
         else:
             runner = ReferenceSampler(target.model, target.config, settings, seed=seed, device=target.device,
                                       rng=rng, shape=target.shape)
@@ -127,7 +130,7 @@ def sample(model: torch.nn.Module, config=None, n: int = 64, *,
            dtype: torch.dtype | str = "auto", channels_last: bool = True, backend: str = "auto",
            graph: bool | None = None, x_init: torch.Tensor | None = None, sigmas=None,
            shape: tuple[int, ...] | None = None, kind: str = "score", centre: float = 0.0,
-           **sampler_options) -> torch.Tensor:
+           compile_mode: str | None = None, **sampler_options) -> torch.Tensor:
     """n samples in model space (N, C, H, W), float32 on the CPU.
 
     model: one of our networks (a loaded checkpoint: NCSN, NCSNv2, NCSN++), or any callable fn(x, sigma) -> score
@@ -152,13 +155,16 @@ def sample(model: torch.nn.Module, config=None, n: int = 64, *,
         For an NCSN++, sampler 'pc' (its default) or 'ode' with rng='torch' runs the score-SDE code's own
         sampler (score_sde.py): its samples for that torch seed.
     x_init: (n, C, H, W) starting states instead of the sampler's own start (to compare with another tool).
+    compile_mode: the fast path's network under torch.compile in this mode ('default', 'max-autotune', ...),
+        inside our fused updates and graphs; its caches kept on disk (models.keep_compile_cache). The samples
+        move by float rounding.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     runner = make_sampler(model, config, sampler=sampler, seed=seed, n_steps_each=n_steps_each, step_lr=step_lr,
                           denoise=denoise, device=device, method=method, rng=rng, dtype=dtype,
                           channels_last=channels_last, backend=backend, graph=graph, sigmas=sigmas, shape=shape,
-                          kind=kind, centre=centre, **sampler_options)
+                          kind=kind, centre=centre, compile_mode=compile_mode, **sampler_options)
     return draw(runner, n, batch_size=batch_size, first_index=first_index, x_init=x_init, progress=progress)
 
 

@@ -50,6 +50,9 @@ class Sampler:
         if isinstance(model, Denoiser):
             if shape is None or device is None:
                 raise ValueError("a score function needs the shape of one sample and the device")
+            if compile_mode is not None:
+                raise ValueError("compile_mode compiles one of our networks; compile a function of your own with "
+                                 "torch.compile before handing it over")
             self.device, self.denoiser, self._model, self.foreign = torch.device(device), model, None, True
         else:
             self.device = torch.device(device) if device is not None else next(model.parameters()).device
