@@ -19,6 +19,7 @@ def test_bench_quick_writes_results(tmp_path, capsys):
     assert all(r["ms"] > 0 for r in data["ops"] if "ms" in r)
     variants = {r["variant"] for r in data["forward"]}
     assert {"eager (PyTorch ops, as the original)", "fused ops", "fused ops + channels_last, bf16"} <= variants
+    assert all(r["tflops"] > 0 for r in data["forward"])  # one FLOP count per case, each row's rate
     sampler = {r["variant"]: r for r in data["sampler"]}
     assert {"reference (eager, original algorithm)", "ours float32"} <= set(sampler)
     assert all(r["ms_per_step"] > 0 and r["images_per_s"] > 0 for r in sampler.values())
@@ -88,3 +89,35 @@ def test_bench_ncsnpp_quick_writes_its_sections(tmp_path, capsys):
     assert len(sampler) == 2 and all(r["ms_per_step"] > 0 and r["evals"] == 4 for r in sampler.values())
     text = path.with_suffix(".md").read_text()
     assert "## NCSN++ forward" in text and "## NCSN++ predictor-corrector sampler" in text
+
+
+def test_rows_carry_their_ratio_to_the_strongest_compile_mode():
+    """vs best compile = the fastest torch.compile mode of the original network (per model and batch) / the row's
+    time; ours under compile is not a peer."""
+    from ncsn_fast.bench.results import add_compile_ratio, compile_note
+
+    rows = [{"model": "m", "batch": 8, "variant": "eager", "ms": 100.0},
+            {"model": "m", "batch": 8, "variant": "torch.compile (default)", "ms": 60.0},
+            {"model": "m", "batch": 8, "variant": "torch.compile (max-autotune)", "ms": 50.0},
+            {"model": "m", "batch": 8, "variant": "ours + torch.compile (default)", "ms": 40.0},
+            {"model": "m", "batch": 1, "variant": "eager", "ms": 10.0}]
+    add_compile_ratio(rows, "ms")
+    assert [r.get("vs_compile") for r in rows] == [0.5, 50 / 60, 1.0, 1.25, None]
+    assert rows[3]["best_compile"] == "torch.compile (max-autotune)"
+    assert compile_note(rows)[0].endswith("(m, batch 8: torch.compile (max-autotune))")
+
+
+def test_forward_flops_and_share_of_peak():
+    """A convolution's FLOPs are 2 per multiply-add; the share of peak comes from the GPU's dense figure."""
+    import torch
+
+    from ncsn_fast.bench.peak import add_throughput, dense_peak_tflops, forward_flops
+
+    conv = torch.nn.Conv2d(4, 8, 3, padding=1)
+    assert forward_flops(conv, torch.rand(2, 4, 16, 16)) == 2 * 2 * 8 * 4 * 9 * 16 * 16
+    assert dense_peak_tflops("NVIDIA H100 80GB HBM3", torch.bfloat16) == 989.0
+    assert dense_peak_tflops("NVIDIA H100 PCIe", torch.bfloat16) == 756.0
+    assert dense_peak_tflops("AMD EPYC", torch.float32) is None and dense_peak_tflops(None, torch.float32) is None
+    row = add_throughput({"ms": 2.0}, 989 * 10 ** 9, "NVIDIA H200", torch.bfloat16)
+    assert abs(row["tflops"] - 494.5) < 1e-9 and abs(row["pct_peak"] - 50.0) < 1e-9
+    assert "pct_peak" not in add_throughput({"ms": 2.0}, 10 ** 9, None, torch.float32)

@@ -33,6 +33,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
     """One NCSNv2 forward (CIFAR-10 config, random weights): eager reference vs fused ops, channels_last, bf16,
     and optionally torch.compile (time to first call recorded)."""
     from ..models import build_model, set_backend
+    from .peak import add_throughput, forward_flops
 
     gpu = device.type == "cuda"
     if quick:
@@ -48,6 +49,9 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
         model = build_model(published_ncsnv2("CIFAR10", ngf)).to(device).eval()
         x = torch.rand(batch, 3, 32, 32, device=device)
         y = torch.randint(0, 232, (batch,), device=device)
+        set_backend(model, "torch")
+        flops = forward_flops(model, x, y)
+        gpu_name = torch.cuda.get_device_name(device) if gpu else None
         variants = [("eager (PyTorch ops, as the original)", "torch", False, torch.float32, False),
                     ("eager channels_last", "torch", True, torch.float32, False),
                     ("fused ops", "auto", False, torch.float32, False),
@@ -64,8 +68,9 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                 t = time_fn(partial(m, xin, y), device, warmup=2, repeat=repeat)
             model = model.float()
             base = base or t["ms"]
-            rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
-                         "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]})
+            rows.append(add_throughput({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name,
+                                        "ms": t["ms"], "images_per_s": batch / (t["ms"] * 1e-3),
+                                        "speedup": base / t["ms"]}, flops, gpu_name, dtype))
         # torch.compile of the eager network, and of ours (our ops compose with it: both together)
         xc = x.to(memory_format=torch.channels_last)
         for mode in compile_modes:
@@ -76,9 +81,10 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                 set_backend(model, backend)
                 compiled = torch.compile(model.to(memory_format=fmt), mode=None if mode == "default" else mode)
                 t = time_first_call(partial(compiled, xin, y), device, repeat=repeat)
-                rows.append({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
-                             "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
-                             "first_call_s": t["first_call_s"]})
+                rows.append(add_throughput({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name,
+                                            "ms": t["ms"], "images_per_s": batch / (t["ms"] * 1e-3),
+                                            "speedup": base / t["ms"], "first_call_s": t["first_call_s"]},
+                                           flops, gpu_name, torch.float32))
         set_backend(model, "torch")
         flush()  # the results so far, in case a time limit stops the run
     return rows

@@ -44,6 +44,7 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
                  rows: list[dict] | None = None, sampler_rows: list[dict] | None = None,
                  flush: Callable[[], None] = lambda: None) -> tuple[list[dict], list[dict]]:
     from ..models.fast_copy import fast_copy
+    from .peak import add_throughput, forward_flops
 
     gpu = device.type == "cuda"
     rows = [] if rows is None else rows
@@ -56,6 +57,8 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
         x = torch.rand(batch, 3, size, size, device=device)
         sigma = torch.full((batch,), 5.0, device=device)
         base = None
+        flops = forward_flops(model, x, sigma)
+        gpu_name = torch.cuda.get_device_name(device) if gpu else None
         variants = [("eager (PyTorch ops, as the score-SDE code)", "torch", False, torch.float32),
                     ("eager channels_last", "torch", True, torch.float32),
                     ("ours: fused ops + channels_last", "auto", True, torch.float32),
@@ -66,8 +69,9 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
             with torch.no_grad():
                 t = time_fn(partial(m, xin, sigma), device, warmup=1, repeat=repeat)
             base = base or t["ms"]
-            rows.append({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
-                         "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]})
+            rows.append(add_throughput({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
+                                        "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]},
+                                       flops, gpu_name, dtype))
             flush()
         for mode in compile_modes:
             for name, backend, cl in ((f"torch.compile ({mode})", "torch", False),
@@ -76,9 +80,9 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
                 m = fast_copy(model, device, torch.float32, cl, backend, compile_mode=mode)
                 xin = x.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
                 t = time_first_call(partial(m, xin, sigma), device, warmup=1, repeat=repeat)
-                rows.append({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
-                             "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
-                             "first_call_s": t["first_call_s"]})
+                rows.append(add_throughput({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
+                                            "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
+                                            "first_call_s": t["first_call_s"]}, flops, gpu_name, torch.float32))
                 flush()
         _sampler_rows(model, cfg, label, device, batch, 2 if quick else (10 if gpu else 2), repeat, sampler_rows,
                       compile_modes)

@@ -63,7 +63,8 @@ NCSNPP_SAMPLER_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("vari
                           ("images_per_s", "images/s (2,000-evaluation run)", ".3g"), ("speedup", "vs eager", ".2f"),
                           ("vs_compile", "vs best compile", ".2f")]
 FORWARD_COLUMNS = [("model", "model", ""), ("batch", "batch", ""), ("variant", "variant", ""),
-                   ("ms", "ms / forward", ".2f"), ("images_per_s", "images/s", ".1f"),
+                   ("ms", "ms / forward", ".2f"), ("images_per_s", "images/s", ".1f"), ("tflops", "TFLOP/s", ".3g"),
+                   ("pct_peak", "% of dense peak", ".1f"),
                    ("speedup", "vs eager", ".2f"), ("vs_compile", "vs best compile", ".2f"),
                    ("first_call_s", "first call s", ".1f")]
 
