@@ -10,7 +10,8 @@ from ..machine import feature_text
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """columns: (key, header, format)."""
+    """columns: (key, header, format); a column no row has a value for is left out (e.g. % of peak on a CPU)."""
+    columns = [c for c in columns if any(r.get(c[0]) is not None for r in rows)]
     lines = ["| " + " | ".join(h for _, h, _ in columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
         cells = []
@@ -77,7 +78,9 @@ SECTIONS = [("ops", "Fused ops", OPS_COLUMNS), ("forward", "Network forward", FO
 def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir: str | Path,
                   command: str) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
-    slug = env.get("gpu") or f"cpu{env['cpu_threads']}t"
+    # one file per machine kind: the GPU's name, or the CPU's threads and best instruction set (the kinds the
+    # tables compare, e.g. cpu2t-avx2 and cpu2t-avx512-bf16)
+    slug = env.get("gpu") or f"cpu{env['cpu_threads']}t-{feature_text(env['cpu_features']).split(', ')[-1]}"
     slug = "".join(ch if ch.isalnum() else "-" for ch in slug).strip("-").lower()
     stem = out_dir / f"{name}_{slug}"
     for section, key in (("forward", "ms"), ("ncsnpp_forward", "ms"), ("sampler", "ms_per_step"),
