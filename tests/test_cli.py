@@ -184,6 +184,9 @@ def test_compile_flag_hands_the_network_to_torch_compile(tmp_path, monkeypatch, 
     assert main(["generate", *quick, "--compile", "max-autotune", "--out", str(tmp_path / "g")]) == 0
     assert modes == [None, "max-autotune"]
     assert json.loads((tmp_path / "g" / "manifest.json").read_text())["identity"]["compile"] == "max-autotune"
+    capsys.readouterr()
+    assert main(["generate", *quick, "--out", str(tmp_path / "g"), "--resume"]) == 2  # without it: refused
+    assert "compile max-autotune -> None" in capsys.readouterr().err
     assert main(["generate", *quick, "--compile", "auto", "--out", str(tmp_path / "a")]) == 0
     assert len(modes) == 2  # 2 images x 2 evaluations: too short to compile
     images = -(-AUTO_COMPILE_IMAGE_EVALS // 48)  # the fewest images of 48 evaluations that make it long
