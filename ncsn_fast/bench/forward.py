@@ -49,8 +49,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
         model = build_model(published_ncsnv2("CIFAR10", ngf)).to(device).eval()
         x = torch.rand(batch, 3, 32, 32, device=device)
         y = torch.randint(0, 232, (batch,), device=device)
-        set_backend(model, "torch")
-        flops = forward_flops(model, x, y)
+        flops = forward_flops(model, x, y)  # a fresh network runs PyTorch's ops
         gpu_name = torch.cuda.get_device_name(device) if gpu else None
         variants = [("eager (PyTorch ops, as the original)", "torch", False, torch.float32, False),
                     ("eager channels_last", "torch", True, torch.float32, False),

@@ -128,7 +128,7 @@ def _generate_locked(args, batch_arg, out: Path, rank: int, world: int, device, 
     import torch
 
     from .. import generate as gen
-    from ..sampling import Sampler
+    from ..sampling import Denoiser, Sampler, plan
     from ..version import __version__
 
     error, complete = None, False
@@ -139,12 +139,12 @@ def _generate_locked(args, batch_arg, out: Path, rank: int, world: int, device, 
         sampler_cfg = sampler_settings(args, cfg)
         backend = backend_arg(args.backend, device)
         try:  # planned once, here: a setting the model cannot run is refused before anything is written
+            compile_mode = args.compile
+            if compile_mode == "auto":  # from the plan's evaluations, before the network is copied (and compiled)
+                evals = plan(sampler_cfg, Denoiser.of(model, config=cfg), cfg).evals
+                compile_mode = compile_choice(compile_mode, math.ceil(args.n / world), evals)
             sampler = Sampler(model.to(device), cfg, sampler_cfg, seed=args.seed, device=device, dtype=dtype,
-                              backend=backend)
-            compile_mode = compile_choice(args.compile, math.ceil(args.n / world), sampler.evals)
-            if compile_mode is not None:
-                sampler = Sampler(model.to(device), cfg, sampler_cfg, seed=args.seed, device=device, dtype=dtype,
-                                  backend=backend, compile_mode=compile_mode)
+                              backend=backend, compile_mode=compile_mode)
         except ValueError as e:
             raise NcsnError(str(e)) from None
         ald = sampler_cfg.name == "ald"

@@ -22,7 +22,7 @@ import math
 import torch
 
 from .denoiser import Denoiser
-from .edm import heun_step_rows
+from .edm import heun_step, heun_step_rows
 from .langevin import NoiseSampler
 from .table import Program, Row
 
@@ -47,16 +47,7 @@ def sample_edm_ancestral(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tens
         if t_next > split:
             t_hat = t_cur * (1 + GAMMA)
             x = x + math.sqrt(t_hat ** 2 - t_cur ** 2) * noise(i, x)
-            d_cur = (x - denoiser(x, t_hat)) / t_hat
-            x_next = x + (t_next - t_hat) * d_cur
-            if progress is not None:
-                progress(1)
-            if t_next > 0:
-                d_prime = (x_next - denoiser(x_next, t_next)) / t_next
-                x_next = x + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
-                if progress is not None:
-                    progress(1)
-            x = x_next
+            x = heun_step(denoiser, x, t_hat, t_next, progress)
         else:
             denoised = denoiser(x, t_cur)
             if t_next == 0:

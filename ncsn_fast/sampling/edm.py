@@ -61,17 +61,23 @@ def sample_heun(denoiser: Denoiser, x: torch.Tensor, sigmas: torch.Tensor, *, no
         t_hat = t_cur + gamma * t_cur
         if gamma > 0:
             x = x + math.sqrt(t_hat ** 2 - t_cur ** 2) * s_noise * noise(i, x)
-        # Euler step.
-        d_cur = (x - denoiser(x, t_hat)) / t_hat
-        x_next = x + (t_next - t_hat) * d_cur
-        _tick(progress)
-        # Apply 2nd order correction.
-        if t_next > 0:
-            d_prime = (x_next - denoiser(x_next, t_next)) / t_next
-            x_next = x + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
-            _tick(progress)
-        x = x_next
+        x = heun_step(denoiser, x, t_hat, t_next, progress)
     return x
+
+
+def heun_step(denoiser: Denoiser, x: torch.Tensor, t_hat: float, t_next: float, progress: Progress = None
+              ) -> torch.Tensor:
+    """Algorithm 2's step from (x, t_hat) to t_next: Euler, then the 2nd order correction unless t_next = 0."""
+    # Euler step.
+    d_cur = (x - denoiser(x, t_hat)) / t_hat
+    x_next = x + (t_next - t_hat) * d_cur
+    _tick(progress)
+    # Apply 2nd order correction.
+    if t_next > 0:
+        d_prime = (x_next - denoiser(x_next, t_next)) / t_next
+        x_next = x + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+        _tick(progress)
+    return x_next
 
 
 def euler_program(sigmas: torch.Tensor) -> Program:
