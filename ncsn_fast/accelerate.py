@@ -6,6 +6,8 @@ The network is copied and changed in place of its parts, never rebuilt, so its o
 was changed in it) still runs:
 - instance norm++ modules (InstanceNorm2dPlus, ConditionalInstanceNorm2dPlus) become ours, holding the same
   Parameter objects, and run the fused op;
+- its nn.Conv2d modules become ours (the same objects: only their class changes), whose 3x3 stride-1 convolutions
+  run the conv3x3 op (Winograd on the CPU), the residual blocks' and RCUs' adds in the same pass;
 - the RefineNets' 5x5 stride-1 pooling (nn.MaxPool2d / nn.AvgPool2d in the CRP blocks) becomes the fused
   pool5x5 op;
 - residual blocks and conditional RCU blocks whose forward is the original's (norm -> act -> conv pairs)
@@ -31,6 +33,7 @@ import torch
 from torch import nn
 
 from .config import Config, config_from_dict
+from .models.conv import adopt_convs, conv_add
 from .models.layers import _Fusable
 from .models.norms import ConditionalInstanceNorm2dPlus, InstanceNorm2dPlus, set_backend
 from .ops.pool import pool5x5, pool5x5_ref
@@ -49,11 +52,12 @@ class Report:
     norms: list[str] = field(default_factory=list)  # instance norm++ modules now fused
     pools: list[str] = field(default_factory=list)  # 5x5 pooling now the pool5x5 op
     pairs: list[str] = field(default_factory=list)  # blocks run with a fused forward (norm -> ELU pairs, MSF sums)
+    convs: int = 0  # nn.Conv2d modules now ours (models/conv.py)
     kept: list[tuple[str, str]] = field(default_factory=list)  # (name, class) of modules left as they were
 
     def __str__(self) -> str:
         lines = [f"fused instance norm++: {len(self.norms)}; fused 5x5 pooling: {len(self.pools)}; blocks run "
-                 f"with a fused forward: {len(self.pairs)}"]
+                 f"with a fused forward: {len(self.pairs)}; convolutions: {self.convs}"]
         lines += [f"kept as it is: {name} ({cls})" for name, cls in self.kept]
         return "\n".join(lines)
 
@@ -143,9 +147,8 @@ def _pool_of(module: nn.Module) -> nn.Module | None:
 def _residual_forward(self, x, y=None):
     """The original residual block's forward with its norm -> act pairs fused (both families)."""
     out = self.conv1(self.normalize1.forward_act(x, y, self.non_linearity))
-    out = self.conv2(self.normalize2.forward_act(out, y, self.non_linearity))
     shortcut = x if (self.output_dim == self.input_dim and self.resample is None) else self.shortcut(x)
-    return shortcut + out
+    return conv_add(self.conv2, self.normalize2.forward_act(out, y, self.non_linearity), shortcut)
 
 
 def _cond_rcu_forward(self, x, y):
@@ -154,8 +157,8 @@ def _cond_rcu_forward(self, x, y):
         residual = x
         for j in range(self.n_stages):
             x = getattr(self, f"{i + 1}_{j + 1}_norm").forward_act(x, y, self.act)
-            x = getattr(self, f"{i + 1}_{j + 1}_conv")(x)
-        x = x + residual
+            conv = getattr(self, f"{i + 1}_{j + 1}_conv")
+            x = conv(x) if j + 1 < self.n_stages else conv_add(conv, x, residual)
     return x
 
 
@@ -245,6 +248,7 @@ def accelerate(module: nn.Module, *, report: bool = False, backend: str = "auto"
         elif not isinstance(child, (InstanceNorm2dPlus, ConditionalInstanceNorm2dPlus, Pool5x5)) and \
                 type(child).__name__ not in PASSIVE | {"ResidualBlock", "ConditionalResidualBlock", "CondRCUBlock"}:
             rep.kept.append((name, type(child).__name__))
+    rep.convs = adopt_convs(net)
     out = Accelerated(net, config, family)
     set_backend(out, backend)
     if rep.kept and not report:

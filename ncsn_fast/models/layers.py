@@ -15,6 +15,7 @@ from torch import nn
 
 from ..ops.elu import elu
 from ..ops.pool import pool5x5, pool5x5_ref
+from .conv import Conv2d, conv_add
 from .norms import Fusable
 
 
@@ -38,12 +39,12 @@ class _Fusable(Fusable):
 NormFactory = Callable[[int, int], nn.Module]
 
 
-def conv3x3(cin: int, cout: int, bias: bool = True, dilation: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=1, padding=dilation, dilation=dilation, bias=bias)
+def conv3x3(cin: int, cout: int, bias: bool = True, dilation: int = 1) -> Conv2d:
+    return Conv2d(cin, cout, 3, stride=1, padding=dilation, dilation=dilation, bias=bias)
 
 
-def conv1x1(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, stride=1, padding=0, bias=bias)
+def conv1x1(cin: int, cout: int, bias: bool = True) -> Conv2d:
+    return Conv2d(cin, cout, 1, stride=1, padding=0, bias=bias)
 
 
 def mean_pool_2x2(x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,7 @@ class ConvMeanPool(nn.Module):
 
     def __init__(self, cin: int, cout: int, kernel_size: int = 3):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, kernel_size, stride=1, padding=kernel_size // 2, bias=True)
+        self.conv = Conv2d(cin, cout, kernel_size, stride=1, padding=kernel_size // 2, bias=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return mean_pool_2x2(self.conv(x))
@@ -99,9 +100,8 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         out = self.conv1(self.normalize1.forward_act(x, y, self.act))
-        out = self.conv2(self.normalize2.forward_act(out, y, self.act))
         shortcut = self.shortcut(x) if self.has_shortcut else x
-        return shortcut + out
+        return conv_add(self.conv2, self.normalize2.forward_act(out, y, self.act), shortcut)
 
 
 class RCUBlock(_Fusable):
@@ -123,8 +123,8 @@ class RCUBlock(_Fusable):
             residual = x
             for j in range(1, self.n_stages + 1):
                 x = getattr(self, f"{i}_{j}_norm").forward_act(x, y, self.act) if self.has_norm else self._act(x)
-                x = getattr(self, f"{i}_{j}_conv")(x)
-            x = x + residual
+                conv = getattr(self, f"{i}_{j}_conv")
+                x = conv(x) if j < self.n_stages else conv_add(conv, x, residual)
         return x
 
 

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.group_norm_act import group_norm_act
+from .conv import Conv2d
 from .norms import Fusable
 
 
@@ -80,12 +81,12 @@ def downsample_2d(x: torch.Tensor, k=(1, 3, 3, 1), factor: int = 2) -> torch.Ten
     return F.conv2d(x, torch.flip(kk, [0, 1]).expand(c, 1, *kk.shape), stride=factor, groups=c)
 
 
-def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = True, padding: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride=stride, padding=padding, bias=bias)
+def conv3x3(cin: int, cout: int, stride: int = 1, bias: bool = True, padding: int = 1) -> Conv2d:
+    return Conv2d(cin, cout, 3, stride=stride, padding=padding, bias=bias)
 
 
-def conv1x1(cin: int, cout: int, bias: bool = True) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, stride=1, padding=0, bias=bias)
+def conv1x1(cin: int, cout: int, bias: bool = True) -> Conv2d:
+    return Conv2d(cin, cout, 1, stride=1, padding=0, bias=bias)
 
 
 def group_norm(channels: int) -> nn.GroupNorm:

@@ -1,0 +1,58 @@
+"""The networks' convolution: nn.Conv2d (same parameters, same names) whose 3x3 stride-1 'same' convolutions run
+the conv3x3 op (Winograd on the CPU, ncsn_fast/ops/conv3x3.py) when fused, with a residual add in the same pass.
+
+The transformed weights are kept on the module and redone when the weight changes (its storage or version).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..ops.conv3x3 import conv3x3, why_not_winograd, winograd_weights
+from .norms import Fusable
+
+
+class Conv2d(nn.Conv2d, Fusable):
+    """nn.Conv2d; forward(x, residual) = conv(x) [+ residual], fused (see the module docstring) when the backend
+    is not 'torch', autograd is off and the op takes the shapes, dtype and layout; otherwise PyTorch's."""
+
+    _winograd: tuple | None = None  # ((weight's storage, version), transformed weights)
+
+    def _winograd_fits(self, x: torch.Tensor) -> bool:
+        d = self.dilation[0]
+        return (self.backend in ("auto", "cpu") and self._fused() and self.kernel_size == (3, 3)
+                and self.stride == (1, 1) and self.padding == (d, d) and self.dilation == (d, d) and self.groups == 1
+                and self.padding_mode == "zeros" and why_not_winograd(x, self.weight, d) is None)
+
+    def _u(self) -> torch.Tensor:
+        if torch.compiler.is_compiling():  # no state while traced: the transform is an op of the graph
+            return winograd_weights(self.weight)
+        key = (self.weight.data_ptr(), self.weight._version)
+        if self._winograd is None or self._winograd[0] != key:
+            self._winograd = (key, winograd_weights(self.weight))
+        return self._winograd[1]
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        if self._winograd_fits(x):
+            return conv3x3(x, self.weight, self.bias, self.dilation[0], residual, u=self._u(), backend="cpu")
+        out = super().forward(x)
+        return out if residual is None else residual + out
+
+
+def conv_add(conv: nn.Module, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """residual + conv(h), in one pass where `conv` is ours."""
+    if isinstance(conv, Conv2d):
+        return conv(h, residual=residual)
+    return residual + conv(h)
+
+
+def adopt_convs(model: nn.Module) -> int:
+    """Make every plain nn.Conv2d in `model` one of ours (the same object, parameters and names: its class
+    changes, nothing else). Returns how many."""
+    count = 0
+    for m in model.modules():
+        if type(m) is nn.Conv2d:
+            m.__class__ = Conv2d
+            count += 1
+    return count

@@ -1,0 +1,130 @@
+"""The conv3x3 op (Winograd F(4x4, 3x3) on the CPU) against PyTorch's convolution in float64, and the networks'
+Conv2d that runs it."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import outputs_per_cpu_isa, skip_unless_backend
+
+from ncsn_fast.models.conv import Conv2d, adopt_convs, conv_add
+from ncsn_fast.ops.conv3x3 import conv3x3, why_not_winograd, winograd_weights, winograd_weights_ref
+
+# F(4x4, 3x3) rounds ~10x more than the direct convolution (its transforms' constants reach 8 and 1/24;
+# Lavin & Gray 2016, Barabasz et al. 2020): measured up to 34 float32 eps (2^-24) of the scale below, the
+# convolution of |x| and |w| (plus |bias| and |residual|), for 8 to 256 in-channels (the direct convolution:
+# up to 4.5 eps). Allowed: 64 eps of it.
+WINOGRAD_TOL = 64 * 2.0 ** -24
+
+
+def _cl(t):
+    return t.contiguous(memory_format=torch.channels_last)
+
+
+def _check(x, w, b, d, r):
+    out = conv3x3(x, w, b, d, r, backend="cpu")
+    assert out.is_contiguous(memory_format=torch.channels_last) and out.dtype == torch.float32
+    ref = F.conv2d(x.double(), w.double(), None if b is None else b.double(), padding=d, dilation=d)
+    scale = F.conv2d(x.double().abs(), w.double().abs(), None if b is None else b.double().abs(), padding=d,
+                     dilation=d)
+    if r is not None:
+        ref, scale = ref + r.double(), scale + r.double().abs()
+    err = (out.double() - ref).abs()
+    assert (err <= WINOGRAD_TOL * scale.amax()).all(), (err.max() / scale.amax()).item()
+    return out
+
+
+@pytest.mark.parametrize("n,ci,h,w,co,d", [(2, 8, 7, 9, 8, 1), (1, 16, 9, 9, 24, 2), (2, 8, 11, 6, 16, 3),
+                                            (1, 16, 4, 4, 32, 4), (3, 32, 8, 8, 32, 1), (1, 8, 1, 5, 8, 1)])
+@pytest.mark.parametrize("bias,residual", [(True, False), (False, True), (True, True)])
+def test_winograd_matches_the_convolution(n, ci, h, w, co, d, bias, residual):
+    """Odd sizes (partial tiles), dilations up to the image size, out-channels not a multiple of 16, bias and
+    residual on and off: within the transform's rounding of PyTorch's convolution in float64."""
+    skip_unless_backend("cpu")
+    x = _cl(torch.randn(n, ci, h, w) * 2 + 0.5)
+    wt = torch.randn(co, ci, 3, 3) / (3 * ci ** 0.5)
+    b = torch.randn(co) if bias else None
+    r = _cl(torch.randn(n, co, h, w)) if residual else None
+    _check(x, wt, b, d, r)
+
+
+def test_transformed_weights_are_g_w_gt():
+    """U = G w G^T computed in double and rounded once: within one float32 rounding of the float64 reference."""
+    skip_unless_backend("cpu")
+    w = torch.randn(24, 16, 3, 3)
+    u, ref = winograd_weights(w), winograd_weights_ref(w)
+    assert u.shape == (36, 16, 24)
+    torch.testing.assert_close(u, ref, rtol=2.0 ** -23, atol=2.0 ** -23 * ref.abs().max().item())
+
+
+def test_large_values_and_a_residual_of_another_layout():
+    """A residual handed in NCHW is read in its own layout; values near 1e4 keep their relative accuracy."""
+    skip_unless_backend("cpu")
+    x = _cl(torch.randn(2, 16, 12, 12) * 1e4)
+    w = torch.randn(16, 16, 3, 3)
+    _check(x, w, torch.randn(16), 1, torch.randn(2, 16, 12, 12) * 1e4)
+
+
+def test_what_the_cpu_kernel_refuses():
+    skip_unless_backend("cpu")
+    w = torch.randn(8, 8, 3, 3)
+    assert why_not_winograd(_cl(torch.randn(1, 8, 4, 4)), w, 1) is None
+    for x, wt, why in ((torch.randn(1, 8, 4, 4), w, "channels_last"),
+                       (_cl(torch.randn(1, 8, 4, 4)).bfloat16(), w, "float32"),
+                       (_cl(torch.randn(1, 4, 4, 4)), torch.randn(8, 4, 3, 3), "multiples of 8"),
+                       (_cl(torch.randn(1, 8, 4, 4)), torch.randn(12, 8, 3, 3), "multiples of 8"),
+                       (_cl(torch.randn(1, 8, 4, 4)), torch.randn(8, 8, 5, 5), "3, 3")):
+        with pytest.raises(ValueError, match=why):
+            conv3x3(x, wt, backend="cpu")
+    with pytest.raises(ValueError, match="residual must have shape"):
+        conv3x3(_cl(torch.randn(1, 8, 4, 4)), w, residual=torch.randn(1, 8, 4, 5), backend="cpu")
+
+
+def test_cpu_results_are_the_same_bits_on_every_vector_unit():
+    """The kernel's loops (cpu_isa.h: AVX-512, AVX2, baseline) do the same IEEE operations in the same order."""
+    skip_unless_backend("cpu")
+    code = ("import torch, ncsn_fast._C as C; from ncsn_fast.ops.conv3x3 import conv3x3; "
+            "g = torch.Generator().manual_seed(0); x = torch.randn(2, 16, 9, 7, generator=g)"
+            ".contiguous(memory_format=torch.channels_last); w = torch.randn(24, 16, 3, 3, generator=g); "
+            "b = torch.randn(24, generator=g); print(C.normals_isa())\n"
+            "for d in (1, 2):\n  y = conv3x3(x, w, b, d, backend='cpu').contiguous()\n"
+            "  print(y.view(torch.int32).long().sum().item(), y.double().sum().item())")
+    outs = outputs_per_cpu_isa(code)
+    assert "baseline" in outs and len(set(outs.values())) == 1, outs
+
+
+def test_conv2d_module_runs_the_op_when_fused_and_follows_its_weight():
+    """Our Conv2d: PyTorch's convolution under backend 'torch' (bit for bit), the op when fused (within its
+    rounding), PyTorch's again for what the op does not take (NCHW input, autograd on); a weight changed in place
+    is picked up (its transformed copy redone)."""
+    skip_unless_backend("cpu")
+    conv = Conv2d(16, 16, 3, padding=2, dilation=2).eval()
+    x = _cl(torch.randn(2, 16, 10, 10))
+    r = _cl(torch.randn(2, 16, 10, 10))
+    with torch.no_grad():
+        plain = F.conv2d(x, conv.weight, conv.bias, padding=2, dilation=2)
+        assert torch.equal(conv(x, residual=r), r + plain)  # backend 'torch' by default
+        conv.backend = "auto"
+        fused = conv(x, residual=r)
+        assert not torch.equal(fused, r + plain)  # another algorithm: other roundings
+        torch.testing.assert_close(fused, r + plain, rtol=0, atol=WINOGRAD_TOL * 20 * r.abs().max().item())
+        assert torch.equal(conv(x.contiguous(), residual=r), r + F.conv2d(x.contiguous(), conv.weight, conv.bias,
+                                                                          padding=2, dilation=2))
+        conv.weight.mul_(-2)
+        torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=2, dilation=2), rtol=0,
+                                   atol=1e-4)
+    out = conv(x)
+    assert out.requires_grad  # autograd on: PyTorch's convolution, differentiable
+
+
+def test_adopted_convolutions_keep_their_names_and_parameters():
+    net = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 1))
+    keys = {k: v.clone() for k, v in net.state_dict().items()}
+    params = [id(p) for p in net.parameters()]
+    assert adopt_convs(net) == 2
+    assert all(isinstance(net[i], Conv2d) for i in (0, 2))
+    assert [id(p) for p in net.parameters()] == params
+    assert all(torch.equal(v, keys[k]) for k, v in net.state_dict().items()) and net.state_dict().keys() == keys.keys()
+    x = torch.randn(1, 8, 5, 5)
+    h = torch.randn(1, 8, 5, 5)
+    assert torch.equal(conv_add(net[0], h, x), x + net[0](h))
+    assert torch.equal(conv_add(torch.nn.Identity(), h, x), x + h)
