@@ -70,7 +70,7 @@ class Pool5x5(_Fusable):
         self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._fused() and not (x.device.type == "cpu" and not x.is_contiguous()):
+        if self._fused() and not (x.device.type == "cpu" and not x.is_contiguous() and self.mode == "avg"):
             return pool5x5(x, self.mode, backend=self.backend)
         return pool5x5_ref(x, self.mode)
 
