@@ -20,14 +20,16 @@ def _cl(t):
     return t.contiguous(memory_format=torch.channels_last)
 
 
-def _check(x, w, b, d, r):
-    out = conv3x3(x, w, b, d, r, backend="cpu")
+def _check(x, w, b, d, r, elu=False):
+    out = conv3x3(x, w, b, d, r, elu=elu, backend="cpu")
     assert out.is_contiguous(memory_format=torch.channels_last) and out.dtype == torch.float32
     ref = F.conv2d(x.double(), w.double(), None if b is None else b.double(), padding=d, dilation=d)
     scale = F.conv2d(x.double().abs(), w.double().abs(), None if b is None else b.double().abs(), padding=d,
                      dilation=d)
     if r is not None:
         ref, scale = ref + r.double(), scale + r.double().abs()
+    if elu:  # 1-Lipschitz: the convolution's error passes through at most as large, plus the ELU's own ~2 ulp
+        ref = F.elu(ref)
     err = (out.double() - ref).abs()
     assert (err <= WINOGRAD_TOL * scale.amax()).all(), (err.max() / scale.amax()).item()
     return out
@@ -35,16 +37,17 @@ def _check(x, w, b, d, r):
 
 @pytest.mark.parametrize("n,ci,h,w,co,d", [(2, 8, 7, 9, 8, 1), (1, 16, 9, 9, 24, 2), (2, 8, 11, 6, 16, 3),
                                             (1, 16, 4, 4, 32, 4), (3, 32, 8, 8, 32, 1), (1, 8, 1, 5, 8, 1)])
-@pytest.mark.parametrize("bias,residual", [(True, False), (False, True), (True, True)])
-def test_winograd_matches_the_convolution(n, ci, h, w, co, d, bias, residual):
-    """Odd sizes (partial tiles), dilations up to the image size, out-channels not a multiple of 16, bias and
-    residual on and off: within the transform's rounding of PyTorch's convolution in float64."""
+@pytest.mark.parametrize("bias,residual,elu", [(True, False, False), (False, True, False), (True, True, True),
+                                               (True, False, True)])
+def test_winograd_matches_the_convolution(n, ci, h, w, co, d, bias, residual, elu):
+    """Odd sizes (partial tiles), dilations up to the image size, out-channels not a multiple of 16, bias,
+    residual and ELU on and off: within the transform's rounding of PyTorch's convolution in float64."""
     skip_unless_backend("cpu")
     x = _cl(torch.randn(n, ci, h, w) * 2 + 0.5)
     wt = torch.randn(co, ci, 3, 3) / (3 * ci ** 0.5)
     b = torch.randn(co) if bias else None
     r = _cl(torch.randn(n, co, h, w)) if residual else None
-    _check(x, wt, b, d, r)
+    _check(x, wt, b, d, r, elu)
 
 
 def test_transformed_weights_are_g_w_gt():
@@ -109,6 +112,8 @@ def test_conv2d_module_runs_the_op_when_fused_and_follows_its_weight():
         torch.testing.assert_close(fused, r + plain, rtol=0, atol=WINOGRAD_TOL * 20 * r.abs().max().item())
         assert torch.equal(conv(x.contiguous(), residual=r), r + F.conv2d(x.contiguous(), conv.weight, conv.bias,
                                                                           padding=2, dilation=2))
+        torch.testing.assert_close(conv(x, residual=r, act=torch.nn.ELU()), F.elu(r + plain), rtol=0,
+                                   atol=WINOGRAD_TOL * 20 * r.abs().max().item())
         conv.weight.mul_(-2)
         torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=2, dilation=2), rtol=0,
                                    atol=1e-4)

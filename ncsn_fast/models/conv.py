@@ -1,5 +1,6 @@
 """The networks' convolution: nn.Conv2d (same parameters, same names) whose 3x3 stride-1 'same' convolutions run
-the conv3x3 op (Winograd on the CPU, ncsn_fast/ops/conv3x3.py) when fused, with a residual add in the same pass.
+the conv3x3 op (Winograd on the CPU, ncsn_fast/ops/conv3x3.py) when fused, with a residual add and the ELU that
+follows in the same pass.
 
 The transformed weights are kept on the module and redone when the weight changes (its storage or version).
 """
@@ -14,12 +15,14 @@ from .norms import Fusable
 
 
 class Conv2d(nn.Conv2d, Fusable):
-    """nn.Conv2d; forward(x, residual) = conv(x) [+ residual], fused (see the module docstring) when the backend
-    is not 'torch', autograd is off and the op takes the shapes, dtype and layout; otherwise PyTorch's."""
+    """nn.Conv2d; forward(x, residual, act) = act(conv(x) [+ residual]), fused (see the module docstring) when the
+    backend is not 'torch', autograd is off and the op takes the shapes, dtype and layout (and act is None or an
+    ELU with alpha 1); otherwise PyTorch's, then `act`."""
 
     _winograd: tuple | None = None  # ((weight's storage, version), transformed weights)
 
-    def _winograd_fits(self, x: torch.Tensor) -> bool:
+    def fuses(self, x: torch.Tensor) -> bool:
+        """Whether forward(x, ...) runs the conv3x3 op (and so takes an ELU into its pass)."""
         d = self.dilation[0]
         return (self.backend in ("auto", "cpu") and self._fused() and self.kernel_size == (3, 3)
                 and self.stride == (1, 1) and self.padding == (d, d) and self.dilation == (d, d) and self.groups == 1
@@ -33,11 +36,15 @@ class Conv2d(nn.Conv2d, Fusable):
             self._winograd = (key, winograd_weights(self.weight))
         return self._winograd[1]
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        if self._winograd_fits(x):
-            return conv3x3(x, self.weight, self.bias, self.dilation[0], residual, u=self._u(), backend="cpu")
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
+                act: nn.Module | None = None) -> torch.Tensor:
+        elu = isinstance(act, nn.ELU) and act.alpha == 1.0
+        if (act is None or elu) and self.fuses(x):
+            return conv3x3(x, self.weight, self.bias, self.dilation[0], residual, u=self._u(), elu=elu,
+                           backend="cpu")
         out = super().forward(x)
-        return out if residual is None else residual + out
+        out = out if residual is None else residual + out
+        return out if act is None else act(out)
 
 
 def conv_add(conv: nn.Module, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:

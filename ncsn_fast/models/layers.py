@@ -36,6 +36,13 @@ class _Fusable(Fusable):
             return elu(x, backend=self.backend)
         return act(x)
 
+    def _conv_act(self, conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """act(conv(x)), the ELU inside the convolution's pass where it runs the conv3x3 op (models/conv.py)."""
+        act = self.act
+        if isinstance(conv, Conv2d) and isinstance(act, nn.ELU) and act.alpha == 1.0 and conv.fuses(x):
+            return conv(x, act=act)
+        return self._act(conv(x))
+
 NormFactory = Callable[[int, int], nn.Module]
 
 
@@ -122,9 +129,15 @@ class RCUBlock(_Fusable):
         for i in range(1, self.n_blocks + 1):
             residual = x
             for j in range(1, self.n_stages + 1):
-                x = getattr(self, f"{i}_{j}_norm").forward_act(x, y, self.act) if self.has_norm else self._act(x)
                 conv = getattr(self, f"{i}_{j}_conv")
-                x = conv(x) if j < self.n_stages else conv_add(conv, x, residual)
+                if self.has_norm:
+                    x = getattr(self, f"{i}_{j}_norm").forward_act(x, y, self.act)
+                elif j == 1:
+                    x = self._act(x)
+                if j == self.n_stages:
+                    x = conv_add(conv, x, residual)
+                else:  # without norms, the next stage's act follows this conv: in its pass where fused
+                    x = conv(x) if self.has_norm else self._conv_act(conv, x)
         return x
 
 
@@ -185,6 +198,8 @@ class CRPBlock(_Fusable):
         for i in range(self.n_stages):
             if self.has_norm:
                 path = self.norms[i](path, y)
+            if i == self.n_stages - 1:  # the last path is only added: in the convolution's pass where fused
+                return conv_add(self.convs[i], self._pool(path), x)
             path = self.convs[i](self._pool(path))
             x = path + x
         return x

@@ -1,6 +1,7 @@
-"""conv3x3: a 3x3 convolution (stride 1, padding = dilation) with its bias and an optional residual add.
+"""conv3x3: a 3x3 convolution (stride 1, padding = dilation) with its bias, an optional residual add and an
+optional ELU (alpha 1) after it.
 
-out = conv2d(x, weight, bias, padding=d, dilation=d) [+ residual]
+out = [elu of] conv2d(x, weight, bias, padding=d, dilation=d) [+ residual]
 
 On the CPU (float32, channels_last, in- and out-channels multiples of 8) by Winograd's F(4x4, 3x3)
 (csrc/conv_winograd_cpu.cpp): 36 products per 4x4 output tile and channel pair where the direct convolution takes
@@ -8,8 +9,9 @@ On the CPU (float32, channels_last, in- and out-channels multiples of 8) by Wino
 the RefineNets' shapes, AVX2; benchmarks in the README). The weights are transformed once (U = G w G^T, 36 x ci x
 co, `winograd_weights`) and kept by the module that owns them. Rounding: about ten times the direct
 convolution's (the transforms' constants reach 8 and 1/24), ~1e-6 of the output's scale in float32. The
-residual is added in the same pass (the RefineNets' `shortcut + conv(h)`). 'torch' is the reference (PyTorch's
-convolution, then the add). Inference only (no autograd).
+residual and the ELU are applied in the same pass (the RefineNets' `shortcut + conv(h)`, and their `act(conv(x))`
+in the RCUs; the ELU is the elu op's, ~2 ulp). 'torch' is the reference (PyTorch's convolution, the add, F.elu).
+Inference only (no autograd).
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ BACKENDS = ("cpu", "torch")
 
 
 def conv3x3_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int,
-                residual: torch.Tensor | None = None) -> torch.Tensor:
+                residual: torch.Tensor | None = None, elu: bool = False) -> torch.Tensor:
     out = F.conv2d(x, weight, bias, padding=dilation, dilation=dilation)
-    return out if residual is None else residual + out
+    out = out if residual is None else residual + out
+    return F.elu(out) if elu else out
 
 
 def winograd_weights_ref(weight: torch.Tensor) -> torch.Tensor:
@@ -78,9 +81,9 @@ def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
 
 @torch.library.custom_op("ncsn_fast::conv3x3", mutates_args=())
 def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None,
-                residual: torch.Tensor | None, dilation: int, backend: str) -> torch.Tensor:
+                residual: torch.Tensor | None, dilation: int, elu: bool, backend: str) -> torch.Tensor:
     if backend == "torch":
-        out = conv3x3_ref(x, weight, bias, dilation, residual)
+        out = conv3x3_ref(x, weight, bias, dilation, residual, elu)
         return out.contiguous(memory_format=torch.channels_last)
     if backend != "cpu":
         raise ValueError(f"conv3x3: no {backend!r} implementation")
@@ -90,20 +93,21 @@ def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: to
     b = None if bias is None else bias.detach().float().contiguous()
     r = None if residual is None else residual.float().contiguous(memory_format=torch.channels_last)
     _backends.ext().conv3x3_winograd_cpu(x.data_ptr(), u.data_ptr(), 0 if b is None else b.data_ptr(),
-                                         0 if r is None else r.data_ptr(), out.data_ptr(), n, h, w, ci, co, dilation)
+                                         0 if r is None else r.data_ptr(), elu, out.data_ptr(), n, h, w, ci, co,
+                                         dilation)
     return out
 
 
 @_conv3x3_op.register_fake
-def _(x, weight, u, bias, residual, dilation, backend):
+def _(x, weight, u, bias, residual, dilation, elu, backend):
     n, _, h, w = x.shape
     return x.new_empty(n, weight.shape[0], h, w).contiguous(memory_format=torch.channels_last)
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, dilation: int = 1,
-            residual: torch.Tensor | None = None, u: torch.Tensor | None = None,
+            residual: torch.Tensor | None = None, u: torch.Tensor | None = None, elu: bool = False,
             backend: str = "auto") -> torch.Tensor:
-    """conv2d(x, weight, bias, padding=dilation, dilation=dilation) [+ residual], channels_last out.
+    """[elu of] conv2d(x, weight, bias, padding=dilation, dilation=dilation) [+ residual], channels_last out.
     `u`: winograd_weights(weight), when the caller keeps it (else transformed on each call)."""
     chosen = _backends.choose(backend, x.device, BACKENDS)
     if chosen == "cpu":
@@ -117,4 +121,4 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
             u = winograd_weights(weight)
     else:
         u = weight.new_empty(0)
-    return _conv3x3_op(x, weight, u, bias, residual, dilation, chosen)
+    return _conv3x3_op(x, weight, u, bias, residual, dilation, elu, chosen)
