@@ -72,12 +72,14 @@ PYBIND11_MODULE(_C, m) {
     py::gil_scoped_release nogil;
     ncsn::winograd_weights_cpu(ptr<const float>(w), ptr<float>(u), co, ci);
   });
-  m.def("conv3x3_winograd_cpu", [](uintptr_t x, uintptr_t u, uintptr_t bias, uintptr_t residual, bool apply_elu,
+  m.def("conv3x3_winograd_cpu", [](uintptr_t x, uintptr_t u, uintptr_t bias, uintptr_t residual, float divisor,
+                                   bool apply_elu,
                                    uintptr_t out, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co,
                                    int64_t dilation) {
     py::gil_scoped_release nogil;
     ncsn::conv3x3_winograd_cpu(ptr<const float>(x), ptr<const float>(u), ptr<const float>(bias),
-                               ptr<const float>(residual), apply_elu, ptr<float>(out), n, h, w, ci, co, dilation);
+                               ptr<const float>(residual), divisor, apply_elu, ptr<float>(out), n, h, w, ci, co,
+                               dilation);
   });
 
 #ifdef NCSN_WITH_CUDA

@@ -1,7 +1,8 @@
 // CPU 3x3 convolution (stride 1, padding = dilation, any dilation) by Winograd's F(4x4, 3x3) (Lavin & Gray,
 // "Fast Algorithms for Convolutional Neural Networks", 2016), float32, NHWC (channels_last), with the bias, an
-// optional residual add and an optional ELU fused into the output transform:
-//   out = [ELU of] conv3x3(x, w, dilation) + bias [+ residual]
+// optional residual add, an optional division (NCSN++'s skip rescaling by sqrt 2) and an optional ELU fused into the
+// output transform:
+//   out = [ELU of] (conv3x3(x, w, dilation) + bias [+ residual]) / divisor
 // A 4x4 output tile takes 36 products per (input, output) channel pair instead of 144: 4x fewer multiplications
 // than the direct convolution oneDNN runs, for ~10x its rounding error (still ~1e-6 of the output's scale).
 // A dilated convolution is d*d undilated ones on the interleaved sub-grids of its output, so the tiles are laid
@@ -112,7 +113,7 @@ NCSN_CPU_INLINE void input_transform(const Geometry& g, const float* x, int64_t 
 // time (nb rounded up to kRows: the extra rows hold stale values, computed and never stored).
 template <int kV>
 NCSN_CPU_INLINE void multiply_cols(const Geometry& g, const float* vx, const float* ux, int groups, int64_t o,
-                                   float* mx) {
+                                   int64_t mo, int64_t mstride, float* mx) {
   for (int r0 = 0; r0 < groups * kRows; r0 += kRows) {
     v8a acc[kRows][kV];
     for (int r = 0; r < kRows; ++r)
@@ -129,19 +130,22 @@ NCSN_CPU_INLINE void multiply_cols(const Geometry& g, const float* vx, const flo
       }
     }
     for (int r = 0; r < kRows; ++r)
-      for (int j = 0; j < kV; ++j) *reinterpret_cast<v8*>(mx + (r0 + r) * g.co + o + 8 * j) = acc[r][j];
+      for (int j = 0; j < kV; ++j) *reinterpret_cast<v8*>(mx + (r0 + r) * mstride + mo + 8 * j) = acc[r][j];
   }
 }
 
-NCSN_CPU_INLINE void multiply(const Geometry& g, const float* v, const float* u, int nb, float* m) {
+// ... for the output channels [o0, o1); M holds those only (row stride o1 - o0).
+NCSN_CPU_INLINE void multiply(const Geometry& g, const float* v, const float* u, int nb, int64_t o0, int64_t o1,
+                              float* m) {
   const int groups = (nb + kRows - 1) / kRows;
+  const int64_t mstride = o1 - o0;
   for (int xi_ = 0; xi_ < kXi; ++xi_) {
     const float* vx = v + static_cast<int64_t>(xi_) * g.block * g.ci;
     const float* ux = u + static_cast<int64_t>(xi_) * g.ci * g.co;
-    float* mx = m + static_cast<int64_t>(xi_) * g.block * g.co;
-    int64_t o = 0;
-    for (; o + 16 <= g.co; o += 16) multiply_cols<2>(g, vx, ux, groups, o, mx);
-    if (o < g.co) multiply_cols<1>(g, vx, ux, groups, o, mx);  // the last 8 (co % 16 == 8)
+    float* mx = m + static_cast<int64_t>(xi_) * g.block * mstride;
+    int64_t o = o0;
+    for (; o + 16 <= o1; o += 16) multiply_cols<2>(g, vx, ux, groups, o, o - o0, mstride, mx);
+    if (o < o1) multiply_cols<1>(g, vx, ux, groups, o, o - o0, mstride, mx);  // the last 8 (a width of 16 k + 8)
   }
 }
 
@@ -154,18 +158,20 @@ NCSN_CPU_INLINE v8a elu8(v8a v) {
   return v;
 }
 
-// out = [ELU of] A^T M A + bias [+ residual] for the block's tiles, stored where inside the image.
+// out = [ELU of] (A^T M A + bias [+ residual]) / divisor for the block's tiles, stored where inside the image.
 template <bool kElu>
 NCSN_CPU_INLINE void output_transform(const Geometry& g, const float* m, const float* bias, const float* residual,
-                                      int64_t t0, int nb, float* out) {
+                                      float divisor, int64_t t0, int nb, int64_t o0, int64_t o1, float* out) {
+  const bool divide = divisor != 1.f;
+  const int64_t mstride = o1 - o0;
   for (int b = 0; b < nb; ++b) {
     int64_t i, oh, ow;
     tile_origin(g, t0 + b, &i, &oh, &ow);
     const int64_t base = i * g.h * g.w * g.co;
-    for (int64_t o = 0; o < g.co; o += 8) {
+    for (int64_t o = o0; o < o1; o += 8) {
       v8a mm[kXi], tmp[kM * kT], y[kM * kM];
       for (int xi_ = 0; xi_ < kXi; ++xi_)
-        mm[xi_] = *reinterpret_cast<const v8*>(m + (static_cast<int64_t>(xi_) * g.block + b) * g.co + o);
+        mm[xi_] = *reinterpret_cast<const v8*>(m + (static_cast<int64_t>(xi_) * g.block + b) * mstride + o - o0);
       for (int s = 0; s < kT; ++s) combine(kAT, mm + s, kT, tmp + s, kT);     // columns: A^T M (4 x 6)
       for (int r = 0; r < kM; ++r) combine(kAT, tmp + r * kT, 1, y + r * kM, 1);  // rows: (A^T M) A (4 x 4)
       const v8a bv = bias ? static_cast<v8a>(*reinterpret_cast<const v8*>(bias + o)) : v8a{0, 0, 0, 0, 0, 0, 0, 0};
@@ -178,6 +184,7 @@ NCSN_CPU_INLINE void output_transform(const Geometry& g, const float* m, const f
           const int64_t at = base + (h * g.w + w) * g.co + o;
           v8a val = y[r * kM + s] + bv;
           if (residual) val += static_cast<v8a>(*reinterpret_cast<const v8*>(residual + at));
+          if (divide) val /= divisor;
           *reinterpret_cast<v8*>(out + at) = kElu ? elu8(val) : val;
         }
       }
@@ -186,20 +193,21 @@ NCSN_CPU_INLINE void output_transform(const Geometry& g, const float* m, const f
 }
 
 NCSN_CPU_INLINE void block_body(const Geometry& g, const float* x, const float* u, const float* bias,
-                                const float* residual, bool apply_elu, float* out, int64_t t0, int nb, float* v,
-                                float* m) {
+                                const float* residual, float divisor, bool apply_elu, float* out, int64_t t0,
+                                int nb, int64_t o0, int64_t o1, float* v, float* m) {
   input_transform(g, x, t0, nb, v);
-  multiply(g, v, u, nb, m);
+  multiply(g, v, u, nb, o0, o1, m);
   if (apply_elu)
-    output_transform<true>(g, m, bias, residual, t0, nb, out);
+    output_transform<true>(g, m, bias, residual, divisor, t0, nb, o0, o1, out);
   else
-    output_transform<false>(g, m, bias, residual, t0, nb, out);
+    output_transform<false>(g, m, bias, residual, divisor, t0, nb, o0, o1, out);
 }
 
 NCSN_CPU_VARIANTS(run_block,
                   (const Geometry& g, const float* x, const float* u, const float* bias, const float* residual,
-                   bool apply_elu, float* out, int64_t t0, int nb, float* v, float* m),
-                  (g, x, u, bias, residual, apply_elu, out, t0, nb, v, m), block_body)
+                   float divisor, bool apply_elu, float* out, int64_t t0, int nb, int64_t o0, int64_t o1, float* v,
+                   float* m),
+                  (g, x, u, bias, residual, divisor, apply_elu, out, t0, nb, o0, o1, v, m), block_body)
 
 }  // namespace
 
@@ -220,26 +228,32 @@ void winograd_weights_cpu(const float* w, float* u, int64_t co, int64_t ci) {
     }
 }
 
-void conv3x3_winograd_cpu(const float* x, const float* u, const float* bias, const float* residual, bool apply_elu,
-                          float* out, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co, int64_t dilation) {
+void conv3x3_winograd_cpu(const float* x, const float* u, const float* bias, const float* residual, float divisor,
+                          bool apply_elu, float* out, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co,
+                          int64_t dilation) {
   Geometry g{n, h, w, ci, co, dilation, 0, 0, 0, 0};
   g.th = ((h + dilation - 1) / dilation + kM - 1) / kM;
   g.tw = ((w + dilation - 1) / dilation + kM - 1) / kM;
   g.tiles = n * dilation * dilation * g.th * g.tw;
-  // Each block reads all of U (36 ci co floats) for 72 nb ci co flops: more tiles per block for more channels,
-  // but at least two blocks per thread.
+  // Each block of tiles reads U (36 ci co floats) for 72 nb ci co flops: more tiles per block for more channels,
+  // at least two blocks per thread where there are tiles enough; where there are not, the output channels are
+  // split between threads instead (each reads its part of U once; the input transform is repeated per part).
+  const int64_t threads = omp_get_max_threads();
   const int64_t most = ci * co >= 128 * 128 ? 96 : ci * co >= 64 * 64 ? 48 : 24;
-  const int64_t share = (g.tiles + 2 * omp_get_max_threads() - 1) / (2 * omp_get_max_threads());
+  const int64_t share = (g.tiles + 2 * threads - 1) / (2 * threads);
   g.block = std::max<int64_t>(kRows, std::min<int64_t>(most, (share + kRows - 1) / kRows * kRows));
   const int64_t blocks = (g.tiles + g.block - 1) / g.block;
+  int64_t parts = 1;
+  while (blocks * parts < 2 * threads && co % (16 * parts * 2) == 0) parts *= 2;
+  const int64_t width = co / parts;
 #pragma omp parallel
   {
-    std::vector<float> v(static_cast<size_t>(kXi) * g.block * ci), m(static_cast<size_t>(kXi) * g.block * co);
+    std::vector<float> v(static_cast<size_t>(kXi) * g.block * ci), m(static_cast<size_t>(kXi) * g.block * width);
 #pragma omp for schedule(static)
-    for (int64_t blk = 0; blk < blocks; ++blk) {
-      const int64_t t0 = blk * g.block;
+    for (int64_t task = 0; task < blocks * parts; ++task) {
+      const int64_t t0 = (task / parts) * g.block, o0 = (task % parts) * width;
       const int nb = static_cast<int>(std::min<int64_t>(g.block, g.tiles - t0));
-      run_block(g, x, u, bias, residual, apply_elu, out, t0, nb, v.data(), m.data());
+      run_block(g, x, u, bias, residual, divisor, apply_elu, out, t0, nb, o0, o0 + width, v.data(), m.data());
     }
   }
 }

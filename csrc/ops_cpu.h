@@ -38,9 +38,9 @@ void elu_cpu(const void* x, void* out, int dtype, int64_t numel);
 
 // Winograd F(4x4, 3x3) convolution (conv_winograd_cpu.cpp), float32. u (36, ci, co) from w (co, ci, 3, 3):
 void winograd_weights_cpu(const float* w, float* u, int64_t co, int64_t ci);
-// out (n, h, w, co) NHWC = [ELU of] conv3x3(x (n, h, w, ci) NHWC, padding = dilation) + bias [+ residual (NHWC,
-// or null)]; ci % 8 == 0, co % 8 == 0; bias (co,) or null.
-void conv3x3_winograd_cpu(const float* x, const float* u, const float* bias, const float* residual, bool apply_elu,
-                          float* out, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co, int64_t dilation);
+// out (n, h, w, co) NHWC = [ELU of] (conv3x3(x (n, h, w, ci) NHWC, padding = dilation) + bias [+ residual (NHWC,
+// or null)]) / divisor; ci % 8 == 0, co % 8 == 0; bias (co,) or null.
+void conv3x3_winograd_cpu(const float* x, const float* u, const float* bias, const float* residual, float divisor,
+                          bool apply_elu, float* out, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co, int64_t dilation);
 
 }  // namespace ncsn

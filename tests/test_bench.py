@@ -121,3 +121,15 @@ def test_forward_flops_and_share_of_peak():
     row = add_throughput({"ms": 2.0}, 989 * 10 ** 9, "NVIDIA H200", torch.bfloat16)
     assert abs(row["tflops"] - 494.5) < 1e-9 and abs(row["pct_peak"] - 50.0) < 1e-9
     assert "pct_peak" not in add_throughput({"ms": 2.0}, 10 ** 9, None, torch.float32)
+
+
+def test_rows_compared_are_timed_in_turns():
+    """time_interleaved calls each function once per round, in turns, warm-up rounds first."""
+    import torch
+
+    from ncsn_fast.bench.timing import time_interleaved
+    order = []
+    fns = {name: (lambda name=name: order.append(name)) for name in ("a", "b", "c")}
+    times = time_interleaved(fns, torch.device("cpu"), warmup=1, repeat=3)
+    assert order == ["a", "b", "c"] * 4
+    assert set(times) == {"a", "b", "c"} and all(t["repeat"] == 3 and t["ms"] >= 0 for t in times.values())

@@ -114,6 +114,11 @@ def test_conv2d_module_runs_the_op_when_fused_and_follows_its_weight():
                                                                           padding=2, dilation=2))
         torch.testing.assert_close(conv(x, residual=r, act=torch.nn.ELU()), F.elu(r + plain), rtol=0,
                                    atol=WINOGRAD_TOL * 20 * r.abs().max().item())
+        torch.testing.assert_close(conv(x, residual=r, divisor=2 ** 0.5), (r + plain) / 2 ** 0.5, rtol=0,
+                                   atol=WINOGRAD_TOL * 20 * r.abs().max().item())
+        conv.backend = "torch"  # PyTorch's ops in the reference's order, bit for bit
+        assert torch.equal(conv(x, residual=r, divisor=2 ** 0.5), (r + plain) / 2 ** 0.5)
+        conv.backend = "auto"
         conv.weight.mul_(-2)
         torch.testing.assert_close(conv(x), F.conv2d(x, conv.weight, conv.bias, padding=2, dilation=2), rtol=0,
                                    atol=1e-4)
@@ -133,3 +138,20 @@ def test_adopted_convolutions_keep_their_names_and_parameters():
     h = torch.randn(1, 8, 5, 5)
     assert torch.equal(conv_add(net[0], h, x), x + net[0](h))
     assert torch.equal(conv_add(torch.nn.Identity(), h, x), x + h)
+
+
+def test_tiles_counted_per_dilated_sub_grid_and_too_few_run_the_direct_convolution():
+    """A 4x4 image is one tile, a 9x9 one at dilation 2 is 4 sub-grids of 5x5 (2x2 tiles each); below MIN_TILES
+    the module keeps PyTorch's convolution (bit for bit), at it the op runs."""
+    from ncsn_fast.ops.conv3x3 import MIN_TILES, winograd_tiles
+    assert winograd_tiles(torch.empty(3, 8, 4, 4), 1) == 3
+    assert winograd_tiles(torch.empty(1, 8, 9, 9), 2) == 4 * 4
+    assert winograd_tiles(torch.empty(2, 8, 16, 12), 1) == 2 * 4 * 3
+    skip_unless_backend("cpu")
+    conv = Conv2d(8, 8, 3, padding=1).eval()
+    conv.backend = "auto"
+    few, enough = _cl(torch.randn(MIN_TILES - 1, 8, 4, 4)), _cl(torch.randn(MIN_TILES, 8, 4, 4))
+    with torch.no_grad():
+        assert not conv.fuses(few) and conv.fuses(enough)
+        assert torch.equal(conv(few), F.conv2d(few, conv.weight, conv.bias, padding=1))
+        assert not torch.equal(conv(enough), F.conv2d(enough, conv.weight, conv.bias, padding=1))

@@ -70,7 +70,7 @@ DIGESTS = {
         "ncsnv2_heun": "e101190f35d8da4f88a1ebd00be9eba343ea790283f992f0b62f93cc5f3d09d4",
         "ncsnv2_pc": "0e2cf099b5c867ba4b5fd5df95a6e0de09fc0e29c06c81c20bc81fbddafb6e89",
         "digits_ald": "311e657723030828486b8eba81ece8515e14c4ebefa7b2c6c1518ebb194a7040",
-        "ncsnpp_pc": "fce0dcb6f0511303194ca6117360a9328926a73cbbbea894a1fb54f2d47d4cdf",
+        "ncsnpp_pc": "500403d17c0da80293d9d624d46ef66a0de6b7f56841631eb397ed5cc7da3bad",
         "function_ald": "ff030724bb7e9128bc6e65408cb577afe7fe8f14103a042b9e928e50c5fd5155",
         "function_heun": "36e96d0a1a680fa3ab55b51de3b48fb919d8f08a8fccb46ae1e4e5f66620dcad",
     },

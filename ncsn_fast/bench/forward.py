@@ -3,12 +3,12 @@ torch.compile."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from functools import partial
 
 import torch
 
-from .timing import time_first_call, time_fn
+from .timing import first_call_s, no_grad_call, time_interleaved
 
 # The published NCSNv2 configs the benchmarks use (ncsnv2 configs/cifar10.yml and configs/celeba.yml).
 PUBLISHED = {
@@ -31,7 +31,7 @@ def published_ncsnv2(dataset: str, ngf: int):
 def bench_forward(device: torch.device, quick: bool = False, compile_modes: tuple[str, ...] = (),
                   rows: list[dict] | None = None, flush: Callable[[], None] = lambda: None) -> list[dict]:
     """One NCSNv2 forward (CIFAR-10 config, random weights): eager reference vs fused ops, channels_last, bf16,
-    and optionally torch.compile (time to first call recorded)."""
+    and optionally torch.compile (time to first call recorded); per case, every row timed in turns."""
     from ..models import build_model, set_backend
     from .peak import add_throughput, forward_flops
 
@@ -42,7 +42,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
         cases = [(128, 1), (128, 16), (128, 128)]
     else:
         cases = [(32, 64), (128, 8)]
-    repeat = 3 if quick else (20 if gpu else 5)
+    repeat = 3 if quick else (20 if gpu else 7)
     rows = [] if rows is None else rows
     for ngf, batch in cases:
         torch.manual_seed(0)
@@ -57,33 +57,27 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                     ("fused ops + channels_last", "auto", True, torch.float32, False),
                     ("fused ops + channels_last + elu op", "auto", True, torch.float32, True),
                     ("fused ops + channels_last, bf16", "auto", True, torch.bfloat16, None)]
-        base = None
+        calls, dtypes, first = {}, {}, {}
         for name, backend, cl, dtype, fuse_elu in variants:
-            set_backend(model, backend, fuse_elu=fuse_elu)
-            m = model.to(memory_format=torch.channels_last) if cl else model.to(memory_format=torch.contiguous_format)
-            m = m.to(dtype)
-            xin = (x.to(memory_format=torch.channels_last) if cl else x).to(dtype)
-            with torch.no_grad():
-                t = time_fn(partial(m, xin, y), device, warmup=2, repeat=repeat)
-            model = model.float()
-            base = base or t["ms"]
-            rows.append(add_throughput({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name,
-                                        "ms": t["ms"], "images_per_s": batch / (t["ms"] * 1e-3),
-                                        "speedup": base / t["ms"]}, flops, gpu_name, dtype))
+            fmt = torch.channels_last if cl else torch.contiguous_format
+            m = set_backend(copy.deepcopy(model), backend, fuse_elu=fuse_elu).to(memory_format=fmt).to(dtype)
+            calls[name], dtypes[name] = no_grad_call(m, x.to(memory_format=fmt).to(dtype), y), dtype
         # torch.compile of the eager network, and of ours (our ops compose with it: both together)
-        xc = x.to(memory_format=torch.channels_last)
         for mode in compile_modes:
-            for name, backend, fmt, xin in ((f"torch.compile ({mode})", "torch", torch.contiguous_format, x),
-                                            (f"fused ops + channels_last + torch.compile ({mode})", "auto",
-                                             torch.channels_last, xc)):
-                torch._dynamo.reset()
-                set_backend(model, backend)
-                compiled = torch.compile(model.to(memory_format=fmt), mode=None if mode == "default" else mode)
-                t = time_first_call(partial(compiled, xin, y), device, repeat=repeat)
-                rows.append(add_throughput({"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name,
-                                            "ms": t["ms"], "images_per_s": batch / (t["ms"] * 1e-3),
-                                            "speedup": base / t["ms"], "first_call_s": t["first_call_s"]},
-                                           flops, gpu_name, torch.float32))
-        set_backend(model, "torch")
+            for name, backend, fmt in ((f"torch.compile ({mode})", "torch", torch.contiguous_format),
+                                       (f"fused ops + channels_last + torch.compile ({mode})", "auto",
+                                        torch.channels_last)):
+                m = set_backend(copy.deepcopy(model), backend).to(memory_format=fmt)
+                compiled = torch.compile(m, mode=None if mode == "default" else mode)
+                calls[name], dtypes[name] = no_grad_call(compiled, x.to(memory_format=fmt), y), torch.float32
+                first[name] = first_call_s(calls[name], device)
+        times = time_interleaved(calls, device, warmup=2, repeat=repeat)
+        base = times[variants[0][0]]["ms"]
+        for name, t in times.items():
+            row = {"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
+                   "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]}
+            if name in first:
+                row["first_call_s"] = first[name]
+            rows.append(add_throughput(row, flops, gpu_name, dtypes[name]))
         flush()  # the results so far, in case a time limit stops the run
     return rows

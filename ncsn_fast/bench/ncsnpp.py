@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 
-from .timing import time_first_call, time_fn
+from .timing import first_call_s, no_grad_call, time_interleaved
 
 
 def ncsnpp_model(quick: bool, device: torch.device, name: str = "cifar10_ncsnpp_continuous"):
@@ -56,34 +56,34 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
     for batch in batches:
         x = torch.rand(batch, 3, size, size, device=device)
         sigma = torch.full((batch,), 5.0, device=device)
-        base = None
         flops = forward_flops(model, x, sigma)
         gpu_name = torch.cuda.get_device_name(device) if gpu else None
         variants = [("eager (PyTorch ops, as the score-SDE code)", "torch", False, torch.float32),
                     ("eager channels_last", "torch", True, torch.float32),
                     ("ours: fused ops + channels_last", "auto", True, torch.float32),
                     ("ours: fused ops + channels_last, bf16", "auto", True, torch.bfloat16)]
+        calls, dtypes, first = {}, {}, {}
         for name, backend, cl, dtype in variants:
             m = fast_copy(model, device, dtype, cl, backend)
             xin = x.to(dtype=dtype, memory_format=torch.channels_last if cl else torch.contiguous_format)
-            with torch.no_grad():
-                t = time_fn(partial(m, xin, sigma), device, warmup=1, repeat=repeat)
-            base = base or t["ms"]
-            rows.append(add_throughput({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
-                                        "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]},
-                                       flops, gpu_name, dtype))
-            flush()
+            calls[name], dtypes[name] = no_grad_call(m, xin, sigma), dtype
         for mode in compile_modes:
             for name, backend, cl in ((f"torch.compile ({mode})", "torch", False),
                                       (f"ours + torch.compile ({mode})", "auto", True)):
-                torch._dynamo.reset()
                 m = fast_copy(model, device, torch.float32, cl, backend, compile_mode=mode)
                 xin = x.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
-                t = time_first_call(partial(m, xin, sigma), device, warmup=1, repeat=repeat)
-                rows.append(add_throughput({"model": label, "batch": batch, "variant": name, "ms": t["ms"],
-                                            "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"],
-                                            "first_call_s": t["first_call_s"]}, flops, gpu_name, torch.float32))
+                calls[name], dtypes[name] = no_grad_call(m, xin, sigma), torch.float32
+                first[name] = first_call_s(calls[name], device)
                 flush()
+        times = time_interleaved(calls, device, warmup=1, repeat=repeat)
+        base = times[variants[0][0]]["ms"]
+        for name, t in times.items():
+            row = {"model": label, "batch": batch, "variant": name, "ms": t["ms"],
+                   "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]}
+            if name in first:
+                row["first_call_s"] = first[name]
+            rows.append(add_throughput(row, flops, gpu_name, dtypes[name]))
+        flush()
         _sampler_rows(model, cfg, label, device, batch, 2 if quick else (10 if gpu else 2), repeat, sampler_rows,
                       compile_modes)
         flush()
@@ -109,7 +109,6 @@ def _sampler_rows(model, cfg, label, device, batch, levels, repeat, rows, compil
 
     runs = [("eager (score-SDE pc_sampler, as written)", partial(reference, model), 2 * levels)]
     for mode in compile_modes:
-        torch._dynamo.reset()
         runs.append((f"torch.compile ({mode}) in pc_sampler",
                      partial(reference, fast_copy(model, device, torch.float32, False, "torch", mode)), 2 * levels))
     fs = Sampler(model, ScoreSdeConfig(cfg), SamplerSettings("pc", steps=levels, snr=snr, denoise=False),
@@ -117,11 +116,10 @@ def _sampler_rows(model, cfg, label, device, batch, levels, repeat, rows, compil
     ids = torch.arange(batch)
     runs.append(("ours: pc table, fused update" + (", CUDA graphs" if fs.graph else ""), partial(fs, ids),
                  fs.evals))
+    times = time_interleaved({name: no_grad_call(fn) for name, fn, _ in runs}, device, warmup=1, repeat=repeat)
     base = None
-    for name, fn, evals in runs:
-        with torch.no_grad():
-            t = time_fn(fn, device, warmup=1, repeat=repeat)
-        per_eval = t["ms"] / evals
+    for name, _, evals in runs:
+        per_eval = times[name]["ms"] / evals
         base = base or per_eval
         rows.append({"model": label, "batch": batch, "variant": name, "ms_per_step": per_eval, "evals": evals,
                      "images_per_s": batch / (per_eval * published_evals * 1e-3), "speedup": base / per_eval})

@@ -1,7 +1,8 @@
 """Timing for the benchmarks behind `ncsn-fast bench`: one method, the environment recorded with every table.
 
 Warm-up calls first (compilation, caches), then the median of many timed calls; on a GPU with CUDA events around
-each call, on the CPU with perf_counter; inside CUDA graphs for device time alone.
+each call, on the CPU with perf_counter; inside CUDA graphs for device time alone. Rows compared with each other
+are timed in turns (time_interleaved), so that their ratios hold on a machine whose speed drifts.
 """
 
 from __future__ import annotations
@@ -52,41 +53,67 @@ def environment(device: torch.device) -> dict:
     return env
 
 
+def _call_ms(fn: Callable[[], object], device: torch.device) -> float:
+    """Milliseconds of one call: CUDA events around it on a GPU, perf_counter on the CPU."""
+    if device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def _summary(times: list[float]) -> dict:
+    times = sorted(times)
+    return {"ms": statistics.median(times), "ms_min": times[0], "ms_p90": times[int(0.9 * (len(times) - 1))],
+            "repeat": len(times)}
+
+
 def time_fn(fn: Callable[[], object], device: torch.device, warmup: int = 3, repeat: int = 20) -> dict:
     """Median and spread of `repeat` timed calls after `warmup` untimed ones, in milliseconds."""
     for _ in range(warmup):
         fn()
-    times = []
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        for _ in range(repeat):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
-    else:
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return {"ms": statistics.median(times), "ms_min": times[0], "ms_p90": times[int(0.9 * (len(times) - 1))],
-            "repeat": repeat}
+    return _summary([_call_ms(fn, device) for _ in range(repeat)])
 
 
-def time_first_call(fn: Callable[[], object], device: torch.device, warmup: int = 2, repeat: int = 20) -> dict:
-    """time_fn's figures after one first call (compilation included), with that call's seconds as first_call_s.
-    Runs without autograd."""
+def time_interleaved(fns: dict[str, Callable[[], object]], device: torch.device, warmup: int = 2,
+                     repeat: int = 20) -> dict[str, dict]:
+    """time_fn's figures for each of `fns`, timed in turns (one call of each per round, `repeat` rounds), so that
+    a machine whose speed drifts over minutes (shared CPUs, clocks) moves every row alike and their ratios hold."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            times[name].append(_call_ms(fn, device))
+    return {name: _summary(t) for name, t in times.items()}
+
+
+def no_grad_call(fn: Callable, *args) -> Callable[[], object]:
+    """fn(*args) without autograd, as a call of no arguments."""
+    def call():
+        with torch.no_grad():
+            return fn(*args)
+    return call
+
+
+def first_call_s(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds of the first call of `fn` (compilation included), without autograd."""
     t0 = time.perf_counter()
     with torch.no_grad():
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    first = time.perf_counter() - t0
-    with torch.no_grad():
-        return {**time_fn(fn, device, warmup=warmup, repeat=repeat), "first_call_s": first}
+    return time.perf_counter() - t0
 
 
 def time_graphed(fn: Callable[[], object], device: torch.device, calls: int = 20, repeat: int = 20) -> dict:

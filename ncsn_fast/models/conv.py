@@ -10,23 +10,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.conv3x3 import conv3x3, why_not_winograd, winograd_weights
+from ..ops.conv3x3 import MIN_TILES, conv3x3, why_not_winograd, winograd_tiles, winograd_weights
 from .norms import Fusable
 
 
 class Conv2d(nn.Conv2d, Fusable):
-    """nn.Conv2d; forward(x, residual, act) = act(conv(x) [+ residual]), fused (see the module docstring) when the
-    backend is not 'torch', autograd is off and the op takes the shapes, dtype and layout (and act is None or an
-    ELU with alpha 1); otherwise PyTorch's, then `act`."""
+    """nn.Conv2d; forward(x, residual, act, divisor) = act((conv(x) [+ residual]) / divisor), fused (see the module
+    docstring) when the backend is not 'torch', autograd is off, the op takes the shapes, dtype and layout, there
+    are tiles enough for it to pay (ops/conv3x3.py: MIN_TILES) and act is None or an ELU with alpha 1; otherwise
+    PyTorch's convolution, then the rest."""
 
     _winograd: tuple | None = None  # ((weight's storage, version), transformed weights)
 
     def fuses(self, x: torch.Tensor) -> bool:
         """Whether forward(x, ...) runs the conv3x3 op (and so takes an ELU into its pass)."""
         d = self.dilation[0]
-        return (self.backend in ("auto", "cpu") and self._fused() and self.kernel_size == (3, 3)
-                and self.stride == (1, 1) and self.padding == (d, d) and self.dilation == (d, d) and self.groups == 1
-                and self.padding_mode == "zeros" and why_not_winograd(x, self.weight, d) is None)
+        return (self._fused() and self.kernel_size == (3, 3) and self.stride == (1, 1) and self.padding == (d, d)
+                and self.dilation == (d, d) and self.groups == 1 and self.padding_mode == "zeros"
+                and why_not_winograd(x, self.weight, d, self.backend) is None and winograd_tiles(x, d) >= MIN_TILES)
 
     def _u(self) -> torch.Tensor:
         if torch.compiler.is_compiling():  # no state while traced: the transform is an op of the graph
@@ -36,22 +37,24 @@ class Conv2d(nn.Conv2d, Fusable):
             self._winograd = (key, winograd_weights(self.weight))
         return self._winograd[1]
 
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None,
-                act: nn.Module | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, act: nn.Module | None = None,
+                divisor: float = 1.0) -> torch.Tensor:
         elu = isinstance(act, nn.ELU) and act.alpha == 1.0
         if (act is None or elu) and self.fuses(x):
             return conv3x3(x, self.weight, self.bias, self.dilation[0], residual, u=self._u(), elu=elu,
-                           backend="cpu")
+                           divisor=divisor, backend="cpu")
         out = super().forward(x)
         out = out if residual is None else residual + out
+        out = out if divisor == 1.0 else out / divisor
         return out if act is None else act(out)
 
 
-def conv_add(conv: nn.Module, h: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-    """residual + conv(h), in one pass where `conv` is ours."""
+def conv_add(conv: nn.Module, h: torch.Tensor, residual: torch.Tensor, divisor: float = 1.0) -> torch.Tensor:
+    """(residual + conv(h)) / divisor, in one pass where `conv` is ours."""
     if isinstance(conv, Conv2d):
-        return conv(h, residual=residual)
-    return residual + conv(h)
+        return conv(h, residual=residual, divisor=divisor)
+    out = residual + conv(h)
+    return out if divisor == 1.0 else out / divisor
 
 
 def adopt_convs(model: nn.Module) -> int:

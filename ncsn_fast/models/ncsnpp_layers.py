@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops.group_norm_act import group_norm_act
-from .conv import Conv2d
+from .conv import Conv2d, conv_add
 from .norms import Fusable
 
 
@@ -277,10 +277,10 @@ class ResnetBlockDDPMpp(NormAct):
     def forward(self, x: torch.Tensor, temb: torch.Tensor | None = None) -> torch.Tensor:
         h = self.Conv_0(self.norm_act(self.GroupNorm_0, x))
         e = self.Dense_0(self.act(temb)) if temb is not None else None
-        h = self.Conv_1(self.Dropout_0(self.norm_act(self.GroupNorm_1, h, e)))
+        h = self.Dropout_0(self.norm_act(self.GroupNorm_1, h, e))
         if x.shape[1] != self.out_ch:
             x = self.Conv_2(x) if self.conv_shortcut else self.NIN_0(x)
-        return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
+        return conv_add(self.Conv_1, h, x, np.sqrt(2.0) if self.skip_rescale else 1.0)
 
 
 class ResnetBlockBigGANpp(NormAct):
@@ -319,7 +319,7 @@ class ResnetBlockBigGANpp(NormAct):
         x = self._resample(x)
         h = self.Conv_0(h)
         e = self.Dense_0(self.act(temb)) if temb is not None else None
-        h = self.Conv_1(self.Dropout_0(self.norm_act(self.GroupNorm_1, h, e)))
+        h = self.Dropout_0(self.norm_act(self.GroupNorm_1, h, e))
         if self.in_ch != self.out_ch or self.up or self.down:
             x = self.Conv_2(x)
-        return (x + h) / np.sqrt(2.0) if self.skip_rescale else x + h
+        return conv_add(self.Conv_1, h, x, np.sqrt(2.0) if self.skip_rescale else 1.0)

@@ -1,7 +1,7 @@
-"""conv3x3: a 3x3 convolution (stride 1, padding = dilation) with its bias, an optional residual add and an
-optional ELU (alpha 1) after it.
+"""conv3x3: a 3x3 convolution (stride 1, padding = dilation) with its bias, an optional residual add, an optional
+division and an optional ELU (alpha 1) after it.
 
-out = [elu of] conv2d(x, weight, bias, padding=d, dilation=d) [+ residual]
+out = [elu of] (conv2d(x, weight, bias, padding=d, dilation=d) [+ residual]) / divisor
 
 On the CPU (float32, channels_last, in- and out-channels multiples of 8) by Winograd's F(4x4, 3x3)
 (csrc/conv_winograd_cpu.cpp): 36 products per 4x4 output tile and channel pair where the direct convolution takes
@@ -9,9 +9,9 @@ On the CPU (float32, channels_last, in- and out-channels multiples of 8) by Wino
 the RefineNets' shapes, AVX2; benchmarks in the README). The weights are transformed once (U = G w G^T, 36 x ci x
 co, `winograd_weights`) and kept by the module that owns them. Rounding: about ten times the direct
 convolution's (the transforms' constants reach 8 and 1/24), ~1e-6 of the output's scale in float32. The
-residual and the ELU are applied in the same pass (the RefineNets' `shortcut + conv(h)`, and their `act(conv(x))`
-in the RCUs; the ELU is the elu op's, ~2 ulp). 'torch' is the reference (PyTorch's convolution, the add, F.elu).
-Inference only (no autograd).
+residual, the division and the ELU are applied in the same pass (the RefineNets' `shortcut + conv(h)` and their
+`act(conv(x))` in the RCUs, the ELU the elu op's, ~2 ulp; NCSN++'s `(x + conv(h)) / sqrt(2)`). 'torch' is the
+reference (PyTorch's convolution, the add, the division, F.elu). Inference only (no autograd).
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ BACKENDS = ("cpu", "torch")
 
 
 def conv3x3_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dilation: int,
-                residual: torch.Tensor | None = None, elu: bool = False) -> torch.Tensor:
+                residual: torch.Tensor | None = None, elu: bool = False, divisor: float = 1.0) -> torch.Tensor:
     out = F.conv2d(x, weight, bias, padding=dilation, dilation=dilation)
     out = out if residual is None else residual + out
+    out = out if divisor == 1.0 else out / divisor
     return F.elu(out) if elu else out
 
 
@@ -40,8 +41,22 @@ def winograd_weights_ref(weight: torch.Tensor) -> torch.Tensor:
     return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
 
 
-def why_not_winograd(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> str | None:
-    """None if the CPU kernel takes this convolution, else why not."""
+# Below this many 4x4 output tiles the transformed weights (4x the kernel's size, read once per call) cost more
+# than the products they save: (1, 256, 4, 4) -> 256 ran 0.6x oneDNN's direct convolution, (8, 256, 4, 4) 1.1x.
+MIN_TILES = 8
+
+
+def winograd_tiles(x: torch.Tensor, dilation: int) -> int:
+    """How many 4x4 output tiles the CPU kernel lays on x (per sample, per dilated sub-grid)."""
+    n, _, h, w = x.shape
+    sub_h, sub_w = -(-h // dilation), -(-w // dilation)
+    return n * dilation * dilation * -(-sub_h // 4) * -(-sub_w // 4)
+
+
+def why_not_winograd(x: torch.Tensor, weight: torch.Tensor, dilation: int, backend: str = "auto") -> str | None:
+    """None if the CPU kernel takes this convolution (on `backend`: 'auto' or 'cpu'), else why not."""
+    if backend not in ("auto", "cpu"):
+        return f"backend {backend!r}: the CPU kernel runs on 'auto' or 'cpu'"
     if x.device.type != "cpu":
         return f"x is on {x.device}, not the CPU"
     if x.dtype != torch.float32 or weight.dtype != torch.float32:
@@ -54,7 +69,9 @@ def why_not_winograd(x: torch.Tensor, weight: torch.Tensor, dilation: int) -> st
         return f"in- and out-channels must be multiples of 8 (got {x.shape[1]}, {weight.shape[0]})"
     if dilation < 1:
         return f"dilation must be >= 1, got {dilation}"
-    return _backends.why_not("cpu", x.device)
+    if _backends.choose("auto", x.device, BACKENDS) != "cpu":  # decided once under torch.compile
+        return _backends.why_not("cpu", x.device)
+    return None
 
 
 @torch.library.custom_op("ncsn_fast::winograd_weights", mutates_args=())
@@ -81,9 +98,9 @@ def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
 
 @torch.library.custom_op("ncsn_fast::conv3x3", mutates_args=())
 def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None,
-                residual: torch.Tensor | None, dilation: int, elu: bool, backend: str) -> torch.Tensor:
+                residual: torch.Tensor | None, dilation: int, elu: bool, divisor: float, backend: str) -> torch.Tensor:
     if backend == "torch":
-        out = conv3x3_ref(x, weight, bias, dilation, residual, elu)
+        out = conv3x3_ref(x, weight, bias, dilation, residual, elu, divisor)
         return out.contiguous(memory_format=torch.channels_last)
     if backend != "cpu":
         raise ValueError(f"conv3x3: no {backend!r} implementation")
@@ -93,21 +110,22 @@ def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: to
     b = None if bias is None else bias.detach().float().contiguous()
     r = None if residual is None else residual.float().contiguous(memory_format=torch.channels_last)
     _backends.ext().conv3x3_winograd_cpu(x.data_ptr(), u.data_ptr(), 0 if b is None else b.data_ptr(),
-                                         0 if r is None else r.data_ptr(), elu, out.data_ptr(), n, h, w, ci, co,
-                                         dilation)
+                                         0 if r is None else r.data_ptr(), divisor, elu, out.data_ptr(), n, h, w,
+                                         ci, co, dilation)
     return out
 
 
 @_conv3x3_op.register_fake
-def _(x, weight, u, bias, residual, dilation, elu, backend):
+def _(x, weight, u, bias, residual, dilation, elu, divisor, backend):
     n, _, h, w = x.shape
     return x.new_empty(n, weight.shape[0], h, w).contiguous(memory_format=torch.channels_last)
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, dilation: int = 1,
             residual: torch.Tensor | None = None, u: torch.Tensor | None = None, elu: bool = False,
-            backend: str = "auto") -> torch.Tensor:
-    """[elu of] conv2d(x, weight, bias, padding=dilation, dilation=dilation) [+ residual], channels_last out.
+            divisor: float = 1.0, backend: str = "auto") -> torch.Tensor:
+    """[elu of] (conv2d(x, weight, bias, padding=dilation, dilation=dilation) [+ residual]) / divisor, channels_last
+    out.
     `u`: winograd_weights(weight), when the caller keeps it (else transformed on each call)."""
     chosen = _backends.choose(backend, x.device, BACKENDS)
     if chosen == "cpu":
@@ -121,4 +139,4 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
             u = winograd_weights(weight)
     else:
         u = weight.new_empty(0)
-    return _conv3x3_op(x, weight, u, bias, residual, dilation, elu, chosen)
+    return _conv3x3_op(x, weight, u, bias, residual, dilation, elu, float(divisor), chosen)
