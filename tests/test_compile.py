@@ -10,7 +10,7 @@ from conftest import fixture_path, skip_unless_backend
 
 from ncsn_fast import load_checkpoint
 from ncsn_fast.models import set_backend
-from ncsn_fast.ops import elu, instance_norm_plus, langevin_coefs, pool5x5, sampler_update_
+from ncsn_fast.ops import conv3x3, elu, instance_norm_plus, langevin_coefs, pool5x5, sampler_update_
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
                                 reason="torch.compile's CPU code generation needs a C++ compiler")
@@ -30,11 +30,13 @@ def test_ops_fullgraph_equal_eager():
     gamma, alpha, beta = (torch.rand(8, generator=g) + 0.5 for _ in range(3))
     state = torch.randn(2, 3, 8, 8, generator=g)
     coefs, ids, mult = langevin_coefs(0.01, 2.0), torch.tensor([5, 1]), torch.ones(2, 2)
+    w, b = torch.randn(8, 8, 3, 3, generator=g) / 9, torch.randn(8, generator=g)
 
     def chain(x, state, p):
         h = instance_norm_plus(x, gamma, alpha, beta, elu=True, backend="cpu")
         h = pool5x5(h, "max", backend="cpu") * 0.5 + h  # inductor fuses the elementwise part around our ops
         h = elu(h, backend="cpu")
+        h = conv3x3(h, w, b, 2, residual=h, divisor=2.0, backend="cpu")  # its weights transformed in the graph
         sampler_update_(state, p, h[:, :3].contiguous(), coefs, mult, seed=7, step=3, sample_ids=ids,
                         backend="cpu")  # annealed Langevin's row
         return h, state
@@ -73,3 +75,24 @@ def test_fast_sampler_with_a_compiled_network():
     compiled = Sampler(model, cfg, ald, seed=5, compile_mode="default")(ids)
     # the same loop and noise; inductor may round the network's elementwise code differently (float32)
     assert (compiled - plain).abs().max() <= 1e-5 * plain.abs().max()
+
+
+def test_compiled_conv_keeps_its_transformed_weights_and_follows_an_in_place_change():
+    """Under torch.compile our Conv2d hands the op the weights transformed before tracing (no transform per call);
+    a weight changed in place afterwards is caught by the op (its version moved) and transformed again."""
+    skip_unless_backend("cpu")
+    from ncsn_fast.models.conv import Conv2d, prepare_convs
+    from ncsn_fast.ops.conv3x3 import conv3x3_ref
+    conv = Conv2d(8, 16, 3, padding=1).eval()
+    set_backend(conv, "cpu")
+    prepare_convs(conv)
+    kept = conv._winograd[1]
+    x = torch.randn(2, 8, 12, 12).to(memory_format=torch.channels_last)
+    compiled = torch.compile(conv, fullgraph=True)
+    with torch.no_grad():
+        first = compiled(x)
+        assert conv._winograd[1] is kept
+        torch.testing.assert_close(first, conv3x3_ref(x, conv.weight, conv.bias, 1), rtol=0, atol=1e-4)
+        conv.weight.mul_(-1)
+        second = compiled(x)
+    torch.testing.assert_close(second, conv3x3_ref(x, conv.weight, conv.bias, 1), rtol=0, atol=1e-4)

@@ -67,6 +67,7 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
             m = fast_copy(model, device, dtype, cl, backend)
             xin = x.to(dtype=dtype, memory_format=torch.channels_last if cl else torch.contiguous_format)
             calls[name], dtypes[name] = no_grad_call(m, xin, sigma), dtype
+            first[name] = first_call_s(calls[name], device)
         for mode in compile_modes:
             for name, backend, cl in ((f"torch.compile ({mode})", "torch", False),
                                       (f"ours + torch.compile ({mode})", "auto", True)):

@@ -2,7 +2,8 @@
 the conv3x3 op (Winograd on the CPU, ncsn_fast/ops/conv3x3.py) when fused, with a residual add and the ELU that
 follows in the same pass.
 
-The transformed weights are kept on the module and redone when the weight changes (its storage or version).
+The transformed weights are kept on the module and redone when the weight changes (its storage or version); under
+torch.compile the op itself checks the weight's version against theirs (and transforms again if it moved).
 """
 
 from __future__ import annotations
@@ -29,19 +30,31 @@ class Conv2d(nn.Conv2d, Fusable):
                 and self.dilation == (d, d) and self.groups == 1 and self.padding_mode == "zeros"
                 and why_not_winograd(x, self.weight, d, self.backend) is None and winograd_tiles(x, d) >= MIN_TILES)
 
-    def _u(self) -> torch.Tensor:
-        if torch.compiler.is_compiling():  # no state while traced: the transform is an op of the graph
-            return winograd_weights(self.weight)
+    def _u(self) -> tuple[torch.Tensor, int]:
+        """The transformed weights and the weight's version they were made at (-1: made now, in the graph)."""
+        if torch.compiler.is_compiling():  # no state while traced: the transform kept before, checked in the op
+            if self._winograd is None:
+                return winograd_weights(self.weight), -1
+            return self._winograd[1], self._winograd[0][1]
         key = (self.weight.data_ptr(), self.weight._version)
         if self._winograd is None or self._winograd[0] != key:
             self._winograd = (key, winograd_weights(self.weight))
-        return self._winograd[1]
+        return self._winograd[1], key[1]
+
+    def prepare(self) -> None:
+        """Transform the weights now (before torch.compile traces the module), where the op could take them."""
+        w = self.weight
+        if self.kernel_size == (3, 3) and w.device.type == "cpu" and w.dtype == torch.float32 and w.shape[0] % 8 == 0 \
+                and w.shape[1] % 8 == 0 and self.groups == 1:
+            with torch.no_grad():
+                self._u()
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, act: nn.Module | None = None,
                 divisor: float = 1.0) -> torch.Tensor:
         elu = isinstance(act, nn.ELU) and act.alpha == 1.0
         if (act is None or elu) and self.fuses(x):
-            return conv3x3(x, self.weight, self.bias, self.dilation[0], residual, u=self._u(), elu=elu,
+            u, version = self._u()
+            return conv3x3(x, self.weight, self.bias, self.dilation[0], residual, u=u, u_version=version, elu=elu,
                            divisor=divisor, backend="cpu")
         out = super().forward(x)
         out = out if residual is None else residual + out
@@ -55,6 +68,13 @@ def conv_add(conv: nn.Module, h: torch.Tensor, residual: torch.Tensor, divisor: 
         return conv(h, residual=residual, divisor=divisor)
     out = residual + conv(h)
     return out if divisor == 1.0 else out / divisor
+
+
+def prepare_convs(model: nn.Module) -> None:
+    """Transform every conv3x3-able weight of `model` now: torch.compile then finds them kept."""
+    for m in model.modules():
+        if isinstance(m, Conv2d):
+            m.prepare()
 
 
 def adopt_convs(model: nn.Module) -> int:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from .conv import prepare_convs
 from .norms import set_backend
 
 
@@ -24,6 +25,8 @@ def fast_copy(model: torch.nn.Module, device, dtype: torch.dtype, channels_last:
         fast_model = fast_model.to(memory_format=torch.channels_last)
     set_backend(fast_model, backend)
     if compile_mode is not None:
+        if backend != "torch":
+            prepare_convs(fast_model)  # the transformed conv weights, kept for the compiled graph
         keep_compile_cache()
         fast_model = torch.compile(fast_model, mode=None if compile_mode == "default" else compile_mode)
     return fast_model

@@ -98,7 +98,8 @@ def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
 
 @torch.library.custom_op("ncsn_fast::conv3x3", mutates_args=())
 def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None,
-                residual: torch.Tensor | None, dilation: int, elu: bool, divisor: float, backend: str) -> torch.Tensor:
+                residual: torch.Tensor | None, dilation: int, elu: bool, divisor: float, u_version: int,
+                backend: str) -> torch.Tensor:
     if backend == "torch":
         out = conv3x3_ref(x, weight, bias, dilation, residual, elu, divisor)
         return out.contiguous(memory_format=torch.channels_last)
@@ -106,6 +107,8 @@ def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: to
         raise ValueError(f"conv3x3: no {backend!r} implementation")
     n, ci, h, w = x.shape
     co = weight.shape[0]
+    if u_version >= 0 and weight._version != u_version:  # changed in place since u was made (a compiled graph
+        u = _winograd_weights_op(weight)                 # holds u from before): transform it again
     out = torch.empty(n, co, h, w, dtype=torch.float32, memory_format=torch.channels_last)
     b = None if bias is None else bias.detach().float().contiguous()
     r = None if residual is None else residual.float().contiguous(memory_format=torch.channels_last)
@@ -116,17 +119,18 @@ def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: to
 
 
 @_conv3x3_op.register_fake
-def _(x, weight, u, bias, residual, dilation, elu, divisor, backend):
+def _(x, weight, u, bias, residual, dilation, elu, divisor, u_version, backend):
     n, _, h, w = x.shape
     return x.new_empty(n, weight.shape[0], h, w).contiguous(memory_format=torch.channels_last)
 
 
 def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, dilation: int = 1,
             residual: torch.Tensor | None = None, u: torch.Tensor | None = None, elu: bool = False,
-            divisor: float = 1.0, backend: str = "auto") -> torch.Tensor:
+            divisor: float = 1.0, backend: str = "auto", u_version: int = -1) -> torch.Tensor:
     """[elu of] (conv2d(x, weight, bias, padding=dilation, dilation=dilation) [+ residual]) / divisor, channels_last
     out.
-    `u`: winograd_weights(weight), when the caller keeps it (else transformed on each call)."""
+    `u`: winograd_weights(weight), when the caller keeps it (else transformed on each call); `u_version`: the
+    weight's `_version` when u was made (the op transforms again if the weight changed since; -1: not checked)."""
     chosen = _backends.choose(backend, x.device, BACKENDS)
     if chosen == "cpu":
         reason = why_not_winograd(x, weight, dilation)
@@ -139,4 +143,4 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
             u = winograd_weights(weight)
     else:
         u = weight.new_empty(0)
-    return _conv3x3_op(x, weight, u, bias, residual, dilation, elu, float(divisor), chosen)
+    return _conv3x3_op(x, weight, u, bias, residual, dilation, elu, float(divisor), u_version, chosen)
