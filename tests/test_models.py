@@ -91,6 +91,22 @@ def test_fused_ops_give_fixture_outputs(variant, backend, fuse_elu):
     assert _rel_err(fused, ref) <= 1e-5
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_winograd_convolutions_give_fixture_outputs(variant):
+    """channels_last on the CPU backend: the 3x3 convolutions run the conv3x3 op (Winograd, with the residual
+    adds and the RCUs' ELUs in its pass); the outputs stay within 1e-5 of the original code's."""
+    skip_unless_backend("cpu")
+    from ncsn_fast.models.conv import Conv2d
+    io = load_fixture(f"{variant}_model_io.pt")
+    model, _ = _load_variant(variant)
+    set_backend(model, "cpu").to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        fused = model(io["x"].to(memory_format=torch.channels_last), io["y"])
+    ran = [m for m in model.modules() if isinstance(m, Conv2d) and m._winograd is not None]
+    assert len(ran) >= 10
+    assert _rel_err(fused, io["out"]) <= 1e-5
+
+
 @pytest.mark.parametrize("fuse_elu,calls", [(None, True), (False, False), (True, True)])
 def test_elu_op_by_default_on_the_cpu(monkeypatch, fuse_elu, calls):
     """fuse_elu None (set_backend's default) runs the blocks' other ELUs as the elu op on the CPU (measured
