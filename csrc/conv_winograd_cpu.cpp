@@ -150,12 +150,11 @@ NCSN_CPU_INLINE void multiply(const Geometry& g, const float* v, const float* u,
 }
 
 // The ELU of 8 values (instance_norm_plus.h's, ~2 ulp; the loop vectorises).
-NCSN_CPU_INLINE v8a elu8(v8a v) {
+NCSN_CPU_INLINE void elu8(v8a* v) {
   float f[8];
-  std::memcpy(f, &v, sizeof f);
+  std::memcpy(f, v, sizeof f);
   for (int k = 0; k < 8; ++k) f[k] = elu(f[k]);
-  std::memcpy(&v, f, sizeof f);
-  return v;
+  std::memcpy(v, f, sizeof f);
 }
 
 // out = [ELU of] (A^T M A + bias [+ residual]) / divisor for the block's tiles, stored where inside the image.
@@ -185,7 +184,8 @@ NCSN_CPU_INLINE void output_transform(const Geometry& g, const float* m, const f
           v8a val = y[r * kM + s] + bv;
           if (residual) val += static_cast<v8a>(*reinterpret_cast<const v8*>(residual + at));
           if (divide) val /= divisor;
-          *reinterpret_cast<v8*>(out + at) = kElu ? elu8(val) : val;
+          if (kElu) elu8(&val);
+          *reinterpret_cast<v8*>(out + at) = val;
         }
       }
     }
