@@ -101,8 +101,8 @@ def test_conv2d_module_runs_the_op_when_fused_and_follows_its_weight():
     is picked up (its transformed copy redone)."""
     skip_unless_backend("cpu")
     conv = Conv2d(16, 16, 3, padding=2, dilation=2).eval()
-    x = _cl(torch.randn(2, 16, 10, 10))
-    r = _cl(torch.randn(2, 16, 10, 10))
+    x = _cl(torch.randn(2, 16, 16, 16))
+    r = _cl(torch.randn(2, 16, 16, 16))
     with torch.no_grad():
         plain = F.conv2d(x, conv.weight, conv.bias, padding=2, dilation=2)
         assert torch.equal(conv(x, residual=r), r + plain)  # backend 'torch' by default
@@ -155,3 +155,22 @@ def test_tiles_counted_per_dilated_sub_grid_and_too_few_run_the_direct_convoluti
         assert not conv.fuses(few) and conv.fuses(enough)
         assert torch.equal(conv(few), F.conv2d(few, conv.weight, conv.bias, padding=1))
         assert not torch.equal(conv(enough), F.conv2d(enough, conv.weight, conv.bias, padding=1))
+
+
+def test_fused_elu_is_the_elu_op_bit_for_bit():
+    """The ELU in the convolution's pass is the elu op's arithmetic on vectors: the same bits, NaN and -inf too."""
+    skip_unless_backend("cpu")
+    from ncsn_fast.ops.elu import elu
+    x = _cl(torch.randn(3, 16, 9, 11) * 3)
+    x[0, 0, 0, 0], x[1, 2, 3, 4] = float("nan"), -float("inf")
+    w, b = torch.randn(16, 16, 3, 3), torch.randn(16)
+    fused = conv3x3(x, w, b, 1, elu=True, backend="cpu")
+    assert torch.equal(fused.nan_to_num(7.0), elu(conv3x3(x, w, b, 1, backend="cpu"), backend="cpu").nan_to_num(7.0))
+    assert (fused < -0.5).any() and fused.isnan().any()
+
+
+def test_dilation_beyond_a_tile_runs_the_direct_convolution():
+    """Dilation 4 on 8x8: each sub-grid is 2x2, a tile a quarter full (MIN_FILL): PyTorch's convolution."""
+    from ncsn_fast.ops.conv3x3 import winograd_pays
+    assert not winograd_pays(torch.empty(64, 8, 8, 8), 4) and winograd_pays(torch.empty(64, 8, 16, 16), 4)
+    assert winograd_pays(torch.empty(8, 8, 7, 9), 1)  # partial tiles at the edge: 2/3 full

@@ -69,7 +69,7 @@ DIGESTS = {
         "ncsnv2_ald_torch_update": "e1fd8fa5cdd5423fb1c656f4a57f974400c0634f13e9789aece68fbe5449f9de",
         "ncsnv2_heun": "e101190f35d8da4f88a1ebd00be9eba343ea790283f992f0b62f93cc5f3d09d4",
         "ncsnv2_pc": "0e2cf099b5c867ba4b5fd5df95a6e0de09fc0e29c06c81c20bc81fbddafb6e89",
-        "digits_ald": "311e657723030828486b8eba81ece8515e14c4ebefa7b2c6c1518ebb194a7040",
+        "digits_ald": "7cfb71b14abe2c8447110b8eb48e99ed4cfd5c5c3d27167a0f0742095bf6170d",
         "ncsnpp_pc": "500403d17c0da80293d9d624d46ef66a0de6b7f56841631eb397ed5cc7da3bad",
         "function_ald": "ff030724bb7e9128bc6e65408cb577afe7fe8f14103a042b9e928e50c5fd5155",
         "function_heun": "36e96d0a1a680fa3ab55b51de3b48fb919d8f08a8fccb46ae1e4e5f66620dcad",

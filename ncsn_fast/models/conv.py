@@ -11,15 +11,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.conv3x3 import MIN_TILES, conv3x3, why_not_winograd, winograd_tiles, winograd_weights
+from ..ops.conv3x3 import conv3x3, why_not_winograd, winograd_pays, winograd_weights
 from .norms import Fusable
 
 
 class Conv2d(nn.Conv2d, Fusable):
     """nn.Conv2d; forward(x, residual, act, divisor) = act((conv(x) [+ residual]) / divisor), fused (see the module
     docstring) when the backend is not 'torch', autograd is off, the op takes the shapes, dtype and layout, there
-    are tiles enough for it to pay (ops/conv3x3.py: MIN_TILES) and act is None or an ELU with alpha 1; otherwise
-    PyTorch's convolution, then the rest."""
+    are tiles enough, and filled enough, for it to pay (ops/conv3x3.py: winograd_pays) and act is None or an ELU
+    with alpha 1; otherwise PyTorch's convolution, then the rest."""
 
     _winograd: tuple | None = None  # ((weight's storage, version), transformed weights)
 
@@ -28,7 +28,7 @@ class Conv2d(nn.Conv2d, Fusable):
         d = self.dilation[0]
         return (self._fused() and self.kernel_size == (3, 3) and self.stride == (1, 1) and self.padding == (d, d)
                 and self.dilation == (d, d) and self.groups == 1 and self.padding_mode == "zeros"
-                and why_not_winograd(x, self.weight, d, self.backend) is None and winograd_tiles(x, d) >= MIN_TILES)
+                and why_not_winograd(x, self.weight, d, self.backend) is None and winograd_pays(x, d))
 
     def _u(self) -> tuple[torch.Tensor, int]:
         """The transformed weights and the weight's version they were made at (-1: made now, in the graph)."""

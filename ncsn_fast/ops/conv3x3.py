@@ -44,6 +44,9 @@ def winograd_weights_ref(weight: torch.Tensor) -> torch.Tensor:
 # Below this many 4x4 output tiles the transformed weights (4x the kernel's size, read once per call) cost more
 # than the products they save: (1, 256, 4, 4) -> 256 ran 0.6x oneDNN's direct convolution, (8, 256, 4, 4) 1.1x.
 MIN_TILES = 8
+# Nor where the tiles are mostly outside the image: a dilation near the image's size leaves sub-grids smaller than
+# a tile ((64, 32, 8, 8) at dilation 4: 2x2 outputs per 4x4 tile, 0.44x oneDNN).
+MIN_FILL = 0.5
 
 
 def winograd_tiles(x: torch.Tensor, dilation: int) -> int:
@@ -51,6 +54,12 @@ def winograd_tiles(x: torch.Tensor, dilation: int) -> int:
     n, _, h, w = x.shape
     sub_h, sub_w = -(-h // dilation), -(-w // dilation)
     return n * dilation * dilation * -(-sub_h // 4) * -(-sub_w // 4)
+
+
+def winograd_pays(x: torch.Tensor, dilation: int) -> bool:
+    """Whether the CPU kernel is worth it on x: tiles enough (MIN_TILES), filled enough (MIN_FILL)."""
+    tiles = winograd_tiles(x, dilation)
+    return tiles >= MIN_TILES and x.shape[0] * x.shape[2] * x.shape[3] >= MIN_FILL * 16 * tiles
 
 
 def why_not_winograd(x: torch.Tensor, weight: torch.Tensor, dilation: int, backend: str = "auto") -> str | None:
