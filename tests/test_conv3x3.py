@@ -116,6 +116,8 @@ def test_conv2d_module_runs_the_op_when_fused_and_follows_its_weight():
                                    atol=WINOGRAD_TOL * 20 * r.abs().max().item())
         torch.testing.assert_close(conv(x, residual=r, divisor=2 ** 0.5), (r + plain) / 2 ** 0.5, rtol=0,
                                    atol=WINOGRAD_TOL * 20 * r.abs().max().item())
+        small = torch.randn(1, 16, 1, 1)  # a residual that broadcasts: PyTorch's add, as the reference
+        assert torch.equal(conv(x, residual=small), small + F.conv2d(x, conv.weight, conv.bias, padding=2, dilation=2))
         conv.backend = "torch"  # PyTorch's ops in the reference's order, bit for bit
         assert torch.equal(conv(x, residual=r, divisor=2 ** 0.5), (r + plain) / 2 ** 0.5)
         conv.backend = "auto"

@@ -35,7 +35,7 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
     timed in turns."""
     from ..models import build_model, set_backend
     from ..models.fast_copy import fast_copy
-    from .peak import add_throughput, forward_flops
+    from .peak import forward_flops, forward_rows
 
     gpu = device.type == "cuda"
     if quick:
@@ -74,12 +74,6 @@ def bench_forward(device: torch.device, quick: bool = False, compile_modes: tupl
                 calls[name], dtypes[name] = no_grad_call(compiled, x.to(memory_format=fmt), y), torch.float32
                 first[name] = first_call_s(calls[name], device)
         times = time_interleaved(calls, device, warmup=2, repeat=repeat)
-        base = times[variants[0][0]]["ms"]
-        for name, t in times.items():
-            row = {"model": f"NCSNv2 ngf {ngf}", "batch": batch, "variant": name, "ms": t["ms"],
-                   "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]}
-            if name in first:
-                row["first_call_s"] = first[name]
-            rows.append(add_throughput(row, flops, gpu_name, dtypes[name]))
+        rows += forward_rows(f"NCSNv2 ngf {ngf}", batch, times, first, dtypes, flops, gpu_name)
         flush()  # the results so far, in case a time limit stops the run
     return rows

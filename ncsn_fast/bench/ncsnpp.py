@@ -44,7 +44,7 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
                  rows: list[dict] | None = None, sampler_rows: list[dict] | None = None,
                  flush: Callable[[], None] = lambda: None) -> tuple[list[dict], list[dict]]:
     from ..models.fast_copy import fast_copy
-    from .peak import add_throughput, forward_flops
+    from .peak import forward_flops, forward_rows
 
     gpu = device.type == "cuda"
     rows = [] if rows is None else rows
@@ -77,13 +77,7 @@ def bench_ncsnpp(device: torch.device, quick: bool = False, compile_modes: tuple
                 first[name] = first_call_s(calls[name], device)
                 flush()
         times = time_interleaved(calls, device, warmup=1, repeat=repeat)
-        base = times[variants[0][0]]["ms"]
-        for name, t in times.items():
-            row = {"model": label, "batch": batch, "variant": name, "ms": t["ms"],
-                   "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]}
-            if name in first:
-                row["first_call_s"] = first[name]
-            rows.append(add_throughput(row, flops, gpu_name, dtypes[name]))
+        rows += forward_rows(label, batch, times, first, dtypes, flops, gpu_name)
         flush()
         _sampler_rows(model, cfg, label, device, batch, 2 if quick else (10 if gpu else 2), repeat, sampler_rows,
                       compile_modes)

@@ -43,3 +43,18 @@ def add_throughput(row: dict, flops: int, gpu_name: str | None, dtype: torch.dty
     if peak:
         row["pct_peak"] = 100 * row["tflops"] / peak
     return row
+
+
+def forward_rows(model: str, batch: int, times: dict[str, dict], first: dict[str, float],
+                 dtypes: dict[str, torch.dtype], flops: int, gpu_name: str | None) -> list[dict]:
+    """One row per timed variant (time_interleaved's figures): ms, images/s, speed-up over the first variant,
+    its first call where recorded, TFLOP/s and share of peak."""
+    base = next(iter(times.values()))["ms"]
+    rows = []
+    for name, t in times.items():
+        row = {"model": model, "batch": batch, "variant": name, "ms": t["ms"],
+               "images_per_s": batch / (t["ms"] * 1e-3), "speedup": base / t["ms"]}
+        if name in first:
+            row["first_call_s"] = first[name]
+        rows.append(add_throughput(row, flops, gpu_name, dtypes[name]))
+    return rows

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..ops.conv3x3 import conv3x3, why_not_winograd, winograd_pays, winograd_weights
+from ..ops.conv3x3 import conv3x3_op, why_not_winograd, winograd_pays, winograd_weights
 from .norms import Fusable
 
 
@@ -52,10 +52,11 @@ class Conv2d(nn.Conv2d, Fusable):
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None, act: nn.Module | None = None,
                 divisor: float = 1.0) -> torch.Tensor:
         elu = isinstance(act, nn.ELU) and act.alpha == 1.0
-        if (act is None or elu) and self.fuses(x):
-            u, version = self._u()
-            return conv3x3(x, self.weight, self.bias, self.dilation[0], residual, u=u, u_version=version, elu=elu,
-                           divisor=divisor, backend="cpu")
+        same = residual is None or residual.shape == (x.shape[0], self.out_channels, *x.shape[2:])  # else: broadcast
+        if (act is None or elu) and same and self.fuses(x):
+            u, version = self._u()  # fuses() checked what conv3x3() would: the op directly
+            return conv3x3_op(x, self.weight, u, self.bias, residual, self.dilation[0], elu, float(divisor), version,
+                              "cpu")
         out = super().forward(x)
         out = out if residual is None else residual + out
         out = out if divisor == 1.0 else out / divisor

@@ -106,7 +106,7 @@ def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
 
 
 @torch.library.custom_op("ncsn_fast::conv3x3", mutates_args=())
-def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None,
+def conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None,
                 residual: torch.Tensor | None, dilation: int, elu: bool, divisor: float, u_version: int,
                 backend: str) -> torch.Tensor:
     if backend == "torch":
@@ -127,7 +127,7 @@ def _conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: to
     return out
 
 
-@_conv3x3_op.register_fake
+@conv3x3_op.register_fake
 def _(x, weight, u, bias, residual, dilation, elu, divisor, u_version, backend):
     n, _, h, w = x.shape
     return x.new_empty(n, weight.shape[0], h, w).contiguous(memory_format=torch.channels_last)
@@ -152,4 +152,4 @@ def conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = N
             u = winograd_weights(weight)
     else:
         u = weight.new_empty(0)
-    return _conv3x3_op(x, weight, u, bias, residual, dilation, elu, float(divisor), u_version, chosen)
+    return conv3x3_op(x, weight, u, bias, residual, dilation, elu, float(divisor), u_version, chosen)
