@@ -227,10 +227,11 @@ NCSN_CPU_VARIANTS(run_block,
 }  // namespace
 
 void winograd_weights_cpu(const float* w, float* u, int64_t co, int64_t ci) {
-  // U[xi][c][o] = (G w[o][c] G^T)[xi], in double then rounded once.
+  // U[xi][c][o] = (G w[o][c] G^T)[xi], in double then rounded once. The output channel runs innermost, so each
+  // of the 36 rows of U is written in order (o outermost scattered the writes: 1.7 s for NCSNv2 ngf 128).
 #pragma omp parallel for schedule(static)
-  for (int64_t o = 0; o < co; ++o)
-    for (int64_t c = 0; c < ci; ++c) {
+  for (int64_t c = 0; c < ci; ++c)
+    for (int64_t o = 0; o < co; ++o) {
       const float* k = w + (o * ci + c) * 9;
       double gk[kT][3];
       for (int a = 0; a < kT; ++a)
