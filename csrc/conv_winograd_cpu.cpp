@@ -11,8 +11,10 @@
 // Per thread, a block of g.block tiles at a time, in cache: the input transform V = B^T d B (per channel, 8 channels
 // per vector), then for each of the 36 tile positions one small GEMM M = V (tiles x ci) U (ci x co) with U the
 // transformed weights (a register-blocked 6 x 16 micro-kernel), then the output transform A^T M A + bias (+ the
-// residual), stored. The loops are compiled per ISA (cpu_isa.h) with GCC's vector extension (8 floats), without
-// FMA contraction (the build's -ffp-contract=off): every ISA computes the same bits.
+// residual), stored. The loops are compiled per ISA (cpu_isa.h) with GCC's vector extension, as wide as the ISA's
+// registers (8 floats with AVX2 / AVX-512, 4 on the baseline x86-64 and other CPUs: wider generic vectors than the
+// registers live on the stack, which ran SSE2 13x slower), without FMA contraction (the build's -ffp-contract=off):
+// every ISA computes the same bits (element-wise operations, in the same order, whatever the width).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -29,10 +31,33 @@ namespace {
 constexpr int kT = 6;            // input tile side (4 outputs + 2)
 constexpr int kM = 4;            // output tile side
 constexpr int kXi = kT * kT;     // 36 tile positions
-constexpr int kRows = 6;         // micro-kernel: 6 tiles x 16 output channels
+constexpr int kRows = 6;         // micro-kernel: 6 tiles x 2 vectors of output channels
 
-typedef float v8 __attribute__((vector_size(32), aligned(4)));  // unaligned loads and stores
-typedef float v8a __attribute__((vector_size(32)));
+// L floats: Vec<L>::a in registers, Vec<L>::u for unaligned loads and stores, Vec<L>::i the matching integers.
+template <int L>
+struct Vec;
+template <>
+struct Vec<8> {
+  typedef float a __attribute__((vector_size(32)));
+  typedef float u __attribute__((vector_size(32), aligned(4)));
+  typedef int i __attribute__((vector_size(32)));
+};
+template <>
+struct Vec<4> {
+  typedef float a __attribute__((vector_size(16)));
+  typedef float u __attribute__((vector_size(16), aligned(4)));
+  typedef int i __attribute__((vector_size(16)));
+};
+
+template <int L>
+NCSN_CPU_INLINE typename Vec<L>::a load(const float* p) {
+  return static_cast<typename Vec<L>::a>(*reinterpret_cast<const typename Vec<L>::u*>(p));
+}
+
+template <int L>
+NCSN_CPU_INLINE void store(float* p, typename Vec<L>::a v) {
+  *reinterpret_cast<typename Vec<L>::u*>(p) = v;
+}
 
 constexpr float kBT[kT][kT] = {{4, 0, -5, 0, 1, 0},  {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0},
                                {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}};
@@ -41,11 +66,11 @@ constexpr double kG[kT][3] = {{1.0 / 4, 0, 0},           {-1.0 / 6, -1.0 / 6, -1
                               {1.0 / 24, 1.0 / 12, 1.0 / 6}, {1.0 / 24, -1.0 / 12, 1.0 / 6}, {0, 0, 1}};
 
 // dst[i] = sum_j C[i][j] src[j * stride], the zero coefficients skipped (the loops unroll: decided at compile time).
-template <int R, int K>
-NCSN_CPU_INLINE void combine(const float (&c)[R][K], const v8a* src, int stride, v8a* dst, int dst_stride) {
+template <int R, int K, class V>
+NCSN_CPU_INLINE void combine(const float (&c)[R][K], const V* src, int stride, V* dst, int dst_stride) {
 #pragma GCC unroll 8
   for (int i = 0; i < R; ++i) {
-    v8a acc = {0, 0, 0, 0, 0, 0, 0, 0};
+    V acc = {};
 #pragma GCC unroll 8
     for (int j = 0; j < K; ++j) {
       if (c[i][j] == 0.f) continue;
@@ -83,45 +108,46 @@ NCSN_CPU_INLINE void tile_origin(const Geometry& g, int64_t t, int64_t* i, int64
 }
 
 // V[xi][b][c] for the block's tiles: B^T d B of each tile's 6x6 input window (zeros outside the image).
+template <int L>
 NCSN_CPU_INLINE void input_transform(const Geometry& g, const float* x, int64_t t0, int nb, float* v) {
-  const v8a zero = {0, 0, 0, 0, 0, 0, 0, 0};
+  typedef typename Vec<L>::a V;
+  const V zero = {};
   for (int b = 0; b < nb; ++b) {
     int64_t i, oh, ow;
     tile_origin(g, t0 + b, &i, &oh, &ow);
     const float* xi = x + i * g.h * g.w * g.ci;
-    for (int64_t c = 0; c < g.ci; c += 8) {
-      v8a d[kXi], tmp[kXi], out[kXi];
+    for (int64_t c = 0; c < g.ci; c += L) {
+      V d[kXi], tmp[kXi], out[kXi];
       for (int u = 0; u < kT; ++u) {
         const int64_t ih = oh + g.d * (u - 1);
         for (int s = 0; s < kT; ++s) {
           const int64_t iw = ow + g.d * (s - 1);
-          d[u * kT + s] = (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w)
-                              ? static_cast<v8a>(*reinterpret_cast<const v8*>(xi + (ih * g.w + iw) * g.ci + c))
-                              : zero;
+          d[u * kT + s] = (ih >= 0 && ih < g.h && iw >= 0 && iw < g.w) ? load<L>(xi + (ih * g.w + iw) * g.ci + c)
+                                                                       : zero;
         }
       }
       for (int s = 0; s < kT; ++s) combine(kBT, d + s, kT, tmp + s, kT);    // columns: B^T d
       for (int u = 0; u < kT; ++u) combine(kBT, tmp + u * kT, 1, out + u * kT, 1);  // rows: (B^T d) B
       for (int xi_ = 0; xi_ < kXi; ++xi_)
-        *reinterpret_cast<v8*>(v + (static_cast<int64_t>(xi_) * g.block + b) * g.ci + c) = out[xi_];
+        store<L>(v + (static_cast<int64_t>(xi_) * g.block + b) * g.ci + c, out[xi_]);
     }
   }
 }
 
-// M[xi][b][o..o+8 kV) = sum_c V[xi][b][c] U[xi][c][o..] for the block's tiles, kV vectors of output channels at a
+// M[xi][b][o..o+L kV) = sum_c V[xi][b][c] U[xi][c][o..] for the block's tiles, kV vectors of output channels at a
 // time (nb rounded up to kRows: the extra rows hold stale values, computed and never stored).
-template <int kV>
+template <int L, int kV>
 NCSN_CPU_INLINE void multiply_cols(const Geometry& g, const float* vx, const float* ux, int groups, int64_t o,
                                    int64_t mo, int64_t mstride, float* mx) {
   for (int r0 = 0; r0 < groups * kRows; r0 += kRows) {
-    v8a acc[kRows][kV];
+    typename Vec<L>::a acc[kRows][kV];
     for (int r = 0; r < kRows; ++r)
-      for (int j = 0; j < kV; ++j) acc[r][j] = v8a{0, 0, 0, 0, 0, 0, 0, 0};
+      for (int j = 0; j < kV; ++j) acc[r][j] = typename Vec<L>::a{};
     const float* vr = vx + r0 * g.ci;
     const float* uk = ux + o;
     for (int64_t k = 0; k < g.ci; ++k, uk += g.co) {
-      v8a bk[kV];
-      for (int j = 0; j < kV; ++j) bk[j] = *reinterpret_cast<const v8*>(uk + 8 * j);
+      typename Vec<L>::a bk[kV];
+      for (int j = 0; j < kV; ++j) bk[j] = load<L>(uk + L * j);
 #pragma GCC unroll 6
       for (int r = 0; r < kRows; ++r) {
         const float a = vr[r * g.ci + k];
@@ -129,11 +155,12 @@ NCSN_CPU_INLINE void multiply_cols(const Geometry& g, const float* vx, const flo
       }
     }
     for (int r = 0; r < kRows; ++r)
-      for (int j = 0; j < kV; ++j) *reinterpret_cast<v8*>(mx + (r0 + r) * mstride + mo + 8 * j) = acc[r][j];
+      for (int j = 0; j < kV; ++j) store<L>(mx + (r0 + r) * mstride + mo + L * j, acc[r][j]);
   }
 }
 
 // ... for the output channels [o0, o1); M holds those only (row stride o1 - o0).
+template <int L>
 NCSN_CPU_INLINE void multiply(const Geometry& g, const float* v, const float* u, int nb, int64_t o0, int64_t o1,
                               float* m) {
   const int groups = (nb + kRows - 1) / kRows;
@@ -143,37 +170,36 @@ NCSN_CPU_INLINE void multiply(const Geometry& g, const float* v, const float* u,
     const float* ux = u + static_cast<int64_t>(xi_) * g.ci * g.co;
     float* mx = m + static_cast<int64_t>(xi_) * g.block * mstride;
     int64_t o = o0;
-    for (; o + 16 <= o1; o += 16) multiply_cols<2>(g, vx, ux, groups, o, o - o0, mstride, mx);
-    if (o < o1) multiply_cols<1>(g, vx, ux, groups, o, o - o0, mstride, mx);  // the last 8 (a width of 16 k + 8)
+    for (; o + 2 * L <= o1; o += 2 * L) multiply_cols<L, 2>(g, vx, ux, groups, o, o - o0, mstride, mx);
+    for (; o < o1; o += L) multiply_cols<L, 1>(g, vx, ux, groups, o, o - o0, mstride, mx);  // a width of 2 L k + L
   }
 }
 
-// The ELU of 8 values in place: instance_norm_plus.h's elu() written for the vector type, the same operations in
+// The ELU of L values in place: instance_norm_plus.h's elu() written for the vector type, the same operations in
 // the same order (so the same bits as the elu op), branch-free.
-typedef int v8i __attribute__((vector_size(32)));
-
-NCSN_CPU_INLINE void elu8(v8a* v) {
-  const v8a zero = {0, 0, 0, 0, 0, 0, 0, 0};
-  const v8a neg = *v < zero ? *v : zero, rest = *v < zero ? zero : *v;
-  const v8a lo = zero - 87.0f;
-  const v8a x = neg < lo ? lo : neg;                                         // 2^n must stay a normal float
-  const v8i n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, v8i);  // round(x / ln2) for x <= 0
-  const v8a fn = __builtin_convertvector(n, v8a);
-  const v8a r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;             // x - n ln2 in two parts
-  v8a p = zero + 1.9875691500e-4f;
+template <class V, class I>
+NCSN_CPU_INLINE void elu_vec(V* v) {
+  const V zero = {};
+  const V neg = *v < zero ? *v : zero, rest = *v < zero ? zero : *v;
+  const V lo = zero - 87.0f;
+  const V x = neg < lo ? lo : neg;                                         // 2^n must stay a normal float
+  const I n = __builtin_convertvector(x * 1.44269504088896341f - 0.5f, I);  // round(x / ln2) for x <= 0
+  const V fn = __builtin_convertvector(n, V);
+  const V r = (x - fn * 0.693359375f) + fn * 2.12194440e-4f;             // x - n ln2 in two parts
+  V p = zero + 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  v8a t;  // 2^n
-  const v8i bits = (n + 127) << 23;
+  V t;  // 2^n
+  const I bits = (n + 127) << 23;
   std::memcpy(&t, &bits, sizeof t);
   *v = (t * (p * r * r + r) + (t - 1.0f)) + rest;
 }
 
 // out = [ELU of] (A^T M A + bias [+ residual]) / divisor for the block's tiles, stored where inside the image.
-template <bool kElu>
+template <int L, bool kElu>
 NCSN_CPU_INLINE void output_transform(const Geometry& g, const float* m, const float* bias, const float* residual,
                                       float divisor, int64_t t0, int nb, int64_t o0, int64_t o1, float* out) {
   const bool divide = divisor != 1.f;
@@ -182,13 +208,14 @@ NCSN_CPU_INLINE void output_transform(const Geometry& g, const float* m, const f
     int64_t i, oh, ow;
     tile_origin(g, t0 + b, &i, &oh, &ow);
     const int64_t base = i * g.h * g.w * g.co;
-    for (int64_t o = o0; o < o1; o += 8) {
-      v8a mm[kXi], tmp[kM * kT], y[kM * kM];
+    for (int64_t o = o0; o < o1; o += L) {
+      typedef typename Vec<L>::a V;
+      V mm[kXi], tmp[kM * kT], y[kM * kM];
       for (int xi_ = 0; xi_ < kXi; ++xi_)
-        mm[xi_] = *reinterpret_cast<const v8*>(m + (static_cast<int64_t>(xi_) * g.block + b) * mstride + o - o0);
+        mm[xi_] = load<L>(m + (static_cast<int64_t>(xi_) * g.block + b) * mstride + o - o0);
       for (int s = 0; s < kT; ++s) combine(kAT, mm + s, kT, tmp + s, kT);     // columns: A^T M (4 x 6)
       for (int r = 0; r < kM; ++r) combine(kAT, tmp + r * kT, 1, y + r * kM, 1);  // rows: (A^T M) A (4 x 4)
-      const v8a bv = bias ? static_cast<v8a>(*reinterpret_cast<const v8*>(bias + o)) : v8a{0, 0, 0, 0, 0, 0, 0, 0};
+      const V bv = bias ? load<L>(bias + o) : V{};
       for (int r = 0; r < kM; ++r) {
         const int64_t h = oh + g.d * r;
         if (h >= g.h) break;
@@ -196,33 +223,35 @@ NCSN_CPU_INLINE void output_transform(const Geometry& g, const float* m, const f
           const int64_t w = ow + g.d * s;
           if (w >= g.w) break;
           const int64_t at = base + (h * g.w + w) * g.co + o;
-          v8a val = y[r * kM + s] + bv;
-          if (residual) val += static_cast<v8a>(*reinterpret_cast<const v8*>(residual + at));
+          V val = y[r * kM + s] + bv;
+          if (residual) val += load<L>(residual + at);
           if (divide) val /= divisor;
-          if (kElu) elu8(&val);
-          *reinterpret_cast<v8*>(out + at) = val;
+          if (kElu) elu_vec<V, typename Vec<L>::i>(&val);
+          store<L>(out + at, val);
         }
       }
     }
   }
 }
 
+template <int L>
 NCSN_CPU_INLINE void block_body(const Geometry& g, const float* x, const float* u, const float* bias,
                                 const float* residual, float divisor, bool apply_elu, float* out, int64_t t0,
                                 int nb, int64_t o0, int64_t o1, float* v, float* m) {
-  input_transform(g, x, t0, nb, v);
-  multiply(g, v, u, nb, o0, o1, m);
+  input_transform<L>(g, x, t0, nb, v);
+  multiply<L>(g, v, u, nb, o0, o1, m);
   if (apply_elu)
-    output_transform<true>(g, m, bias, residual, divisor, t0, nb, o0, o1, out);
+    output_transform<L, true>(g, m, bias, residual, divisor, t0, nb, o0, o1, out);
   else
-    output_transform<false>(g, m, bias, residual, divisor, t0, nb, o0, o1, out);
+    output_transform<L, false>(g, m, bias, residual, divisor, t0, nb, o0, o1, out);
 }
 
-NCSN_CPU_VARIANTS(run_block,
-                  (const Geometry& g, const float* x, const float* u, const float* bias, const float* residual,
-                   float divisor, bool apply_elu, float* out, int64_t t0, int nb, int64_t o0, int64_t o1, float* v,
-                   float* m),
-                  (g, x, u, bias, residual, divisor, apply_elu, out, t0, nb, o0, o1, v, m), block_body)
+NCSN_CPU_VARIANTS_BY_WIDTH(run_block,
+                           (const Geometry& g, const float* x, const float* u, const float* bias,
+                            const float* residual, float divisor, bool apply_elu, float* out, int64_t t0, int nb,
+                            int64_t o0, int64_t o1, float* v, float* m),
+                           (g, x, u, bias, residual, divisor, apply_elu, out, t0, nb, o0, o1, v, m), block_body<4>,
+                           block_body<8>)
 
 }  // namespace
 

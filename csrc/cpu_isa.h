@@ -68,7 +68,23 @@ inline const char* isa_name(Isa isa) {
       default: name##_baseline args;                               \
     }                                                              \
   }
+// NCSN_CPU_VARIANTS_BY_WIDTH(name, (params), (args), narrow, wide): the same, with body `narrow` (4-float
+// vectors) on the baseline and other CPUs and `wide` (8-float vectors) with AVX2 and AVX-512, for loops whose
+// vectors must fit the registers (GCC keeps wider generic vectors on the stack).
+#define NCSN_CPU_VARIANTS_BY_WIDTH(name, params, args, narrow, wide) \
+  static void name##_baseline params { narrow args; }              \
+  NCSN_TARGET_AVX2 static void name##_avx2 params { wide args; }    \
+  NCSN_TARGET_AVX512 static void name##_avx512 params { wide args; } \
+  static void name params {                                          \
+    switch (::ncsn::cpu_isa()) {                                     \
+      case ::ncsn::Isa::kAvx512: name##_avx512 args; break;          \
+      case ::ncsn::Isa::kAvx2: name##_avx2 args; break;              \
+      default: name##_baseline args;                                 \
+    }                                                                \
+  }
 #else
 #define NCSN_CPU_VARIANTS(name, params, args, body, ...) \
   __VA_ARGS__ static void name params { body args; }
+#define NCSN_CPU_VARIANTS_BY_WIDTH(name, params, args, narrow, wide) \
+  static void name params { narrow args; }
 #endif

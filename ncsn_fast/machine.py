@@ -5,6 +5,7 @@ same code's figures differ between CPUs (a bfloat16 forward ran at 2.40x eager o
 
 from __future__ import annotations
 
+import os
 import platform
 from functools import cache
 from pathlib import Path
@@ -49,6 +50,30 @@ def cpu_features() -> dict:
 def feature_text(features: dict) -> str:
     """'avx2, avx512, avx512_bf16' for the features present (as recorded in a results file)."""
     return ", ".join(k for k in ("avx2", "avx512", "avx512_bf16", "amx") if features.get(k)) or "no AVX2"
+
+
+# Instruction-set caps a run may set to emulate an older CPU kind on a newer one (PyTorch's vector loops and
+# inductor's generated code, oneDNN's kernels, our per-ISA loops); recorded, and named in a results file's kind.
+ISA_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NCSN_FAST_CPU_ISA")
+
+
+def isa_caps() -> dict[str, str]:
+    """The ISA caps set in this process's environment, {variable: value}."""
+    return {k: os.environ[k] for k in ISA_CAPS if os.environ.get(k)}
+
+
+def cpu_kind(features: dict, caps: dict[str, str], threads: int) -> str:
+    """A results file's name for the CPU kind: 'cpu2t-avx2' (threads, best feature), with '-capped-<values>' when
+    ISA caps were set ('cpu2t-avx2-capped-default-sse41-baseline')."""
+    kind = f"cpu{threads}t-{feature_text(features).split(', ')[-1]}"
+    if caps:
+        kind += "-capped-" + "-".join(caps[k] for k in ISA_CAPS if k in caps)
+    return "".join(ch if ch.isalnum() else "-" for ch in kind).strip("-").lower()
+
+
+def caps_text(caps: dict[str, str]) -> str:
+    """', capped: ATEN_CPU_CAPABILITY=default, ...' ('' when none), for a results file's header."""
+    return ", capped: " + ", ".join(f"{k}={v}" for k, v in caps.items()) if caps else ""
 
 
 def describe_cpu() -> str:

@@ -133,3 +133,18 @@ def test_rows_compared_are_timed_in_turns():
     times = time_interleaved(fns, torch.device("cpu"), warmup=1, repeat=3)
     assert order == ["a", "b", "c"] * 4
     assert set(times) == {"a", "b", "c"} and all(t["repeat"] == 3 and t["ms"] >= 0 for t in times.values())
+
+
+def test_cpu_kind_names_isa_caps(monkeypatch):
+    """A run with ISA caps (an older CPU kind emulated) is filed under its own kind, its caps in the header."""
+    from ncsn_fast import machine
+    for k in machine.ISA_CAPS:
+        monkeypatch.delenv(k, raising=False)
+    features = {"avx2": True, "avx512": False}
+    assert machine.isa_caps() == {} and machine.cpu_kind(features, {}, 2) == "cpu2t-avx2"
+    monkeypatch.setenv("NCSN_FAST_CPU_ISA", "baseline")
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    caps = machine.isa_caps()
+    assert list(caps) == ["ATEN_CPU_CAPABILITY", "NCSN_FAST_CPU_ISA"]
+    assert machine.cpu_kind(features, caps, 2) == "cpu2t-avx2-capped-default-baseline"
+    assert machine.caps_text(caps) == ", capped: ATEN_CPU_CAPABILITY=default, NCSN_FAST_CPU_ISA=baseline"

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from ..fileio import atomic_write_bytes
-from ..machine import feature_text
+from ..machine import caps_text, cpu_kind, feature_text
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
@@ -78,9 +78,10 @@ SECTIONS = [("ops", "Fused ops", OPS_COLUMNS), ("forward", "Network forward", FO
 def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir: str | Path,
                   command: str) -> tuple[Path, Path]:
     out_dir = Path(out_dir)
-    # one file per machine kind: the GPU's name, or the CPU's threads and best instruction set (the kinds the
-    # tables compare, e.g. cpu2t-avx2 and cpu2t-avx512-bf16)
-    slug = env.get("gpu") or f"cpu{env['cpu_threads']}t-{feature_text(env['cpu_features']).split(', ')[-1]}"
+    # one file per machine kind: the GPU's name, or the CPU's threads, best instruction set and caps (the kinds
+    # the tables compare, e.g. cpu2t-avx2 and cpu2t-avx512-bf16)
+    caps = env.get("cpu_caps") or {}
+    slug = env.get("gpu") or cpu_kind(env["cpu_features"], caps, env["cpu_threads"])
     slug = "".join(ch if ch.isalnum() else "-" for ch in slug).strip("-").lower()
     stem = out_dir / f"{name}_{slug}"
     for section, key in (("forward", "ms"), ("ncsnpp_forward", "ms"), ("sampler", "ms_per_step"),
@@ -88,11 +89,11 @@ def write_results(name: str, env: dict, sections: dict[str, list[dict]], out_dir
         add_compile_ratio(sections.get(section) or [], key)
     payload = {"command": command, "environment": env, **sections}
     atomic_write_bytes(stem.with_suffix(".json"), json.dumps(payload, indent=1).encode())
-    kind = env.get("gpu") or f"{env['cpu']} ({feature_text(env['cpu_features'])})"
+    kind = env.get("gpu") or f"{env['cpu']} ({feature_text(env['cpu_features'])}{caps_text(caps)})"
     md = [f"# {name} benchmark: {kind} ({env['device']})", "",
           f"`{command}` — {env['timestamp']}, git {env.get('git_sha')}, torch {env['torch']}, "
           f"triton {env.get('triton')}, python {env['python']}, {env['cpu_threads']} CPU threads of {env['cpu']} "
-          f"({feature_text(env['cpu_features'])})"
+          f"({feature_text(env['cpu_features'])}{caps_text(caps)})"
           f"{', malloc tuned' if env.get('malloc_tuning') else ''}"
           + (f", CUDA {env.get('cuda')}, driver {env.get('driver')}, cuDNN TF32 "
              f"{'on' if env.get('cudnn_tf32') else 'off'}" if env.get("gpu") else ""), ""]

@@ -18,14 +18,14 @@ from pathlib import Path
 import torch
 
 from .. import hostmem
-from ..machine import cpu_features, cpu_model
+from ..machine import cpu_features, cpu_model, isa_caps
 
 
 def environment(device: torch.device) -> dict:
     env = {"timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
            "device": str(device), "torch": torch.__version__, "python": platform.python_version(),
            "cpu": cpu_model(), "cpu_features": cpu_features(), "cpu_threads": torch.get_num_threads(),
-           "malloc_tuning": hostmem.applied()}
+           "cpu_caps": isa_caps(), "malloc_tuning": hostmem.applied()}
     try:
         import triton
         env["triton"] = triton.__version__
