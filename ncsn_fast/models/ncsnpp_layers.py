@@ -24,6 +24,10 @@ from ..ops.group_norm_act import group_norm_act
 from .conv import Conv2d, conv_add
 from .norms import Fusable
 
+# The skip connections' rescaling (x + h) / sqrt 2, a Python float: a NumPy scalar handed to conv_add made
+# torch.compile break the graph at its `divisor == 1.0` (a NumPy value is traced as an array).
+SQRT2 = math.sqrt(2.0)
+
 
 def fir_kernel(k=(1, 3, 3, 1), gain: float = 1.0) -> torch.Tensor:
     """The 2-D filter of a 1-D FIR kernel: outer product, normalised to sum 1, times gain (float32)."""
@@ -280,7 +284,7 @@ class ResnetBlockDDPMpp(NormAct):
         h = self.Dropout_0(self.norm_act(self.GroupNorm_1, h, e))
         if x.shape[1] != self.out_ch:
             x = self.Conv_2(x) if self.conv_shortcut else self.NIN_0(x)
-        return conv_add(self.Conv_1, h, x, np.sqrt(2.0) if self.skip_rescale else 1.0)
+        return conv_add(self.Conv_1, h, x, SQRT2 if self.skip_rescale else 1.0)
 
 
 class ResnetBlockBigGANpp(NormAct):
@@ -322,4 +326,4 @@ class ResnetBlockBigGANpp(NormAct):
         h = self.Dropout_0(self.norm_act(self.GroupNorm_1, h, e))
         if self.in_ch != self.out_ch or self.up or self.down:
             x = self.Conv_2(x)
-        return conv_add(self.Conv_1, h, x, np.sqrt(2.0) if self.skip_rescale else 1.0)
+        return conv_add(self.Conv_1, h, x, SQRT2 if self.skip_rescale else 1.0)
