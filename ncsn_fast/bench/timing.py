@@ -44,9 +44,10 @@ def environment(device: torch.device) -> dict:
         root = Path(__file__).resolve().parents[2]
         sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip() or None
-        # code changed since that commit (untracked files aside): the figures are not that commit's
-        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "ncsn_fast", "benchmarks", "csrc"], cwd=root,
-                               capture_output=True, timeout=10).returncode == 1
+        # code changed since that commit (untracked files and earlier results aside): not that commit's figures
+        dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "ncsn_fast", "benchmarks", "csrc",
+                                ":(exclude)benchmarks/results"], cwd=root, capture_output=True,
+                               timeout=10).returncode == 1
         env["git_sha"] = f"{sha}+changes" if sha and dirty else sha
     except (OSError, subprocess.SubprocessError):
         env["git_sha"] = None
