@@ -175,6 +175,8 @@ def test_compile_flag_hands_the_network_to_torch_compile(tmp_path, monkeypatch, 
     modes = []
     monkeypatch.setattr(torch, "compile", lambda model, mode=None: modes.append(mode) or model)
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    for cap in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NCSN_FAST_CPU_ISA"):
+        monkeypatch.delenv(cap, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     quick = ["--sampler", "euler", "--steps", "2", "-n", "2", "--quiet"]
     assert main(["sample", *quick, "--compile", "--out", str(tmp_path / "s")]) == 0
@@ -195,3 +197,17 @@ def test_compile_flag_hands_the_network_to_torch_compile(tmp_path, monkeypatch, 
     capsys.readouterr()
     assert main(["sample", *quick, "--compile", "--reference", "--out", str(tmp_path / "r")]) == 2
     assert "reference runs eager" in capsys.readouterr().err
+
+
+def test_compile_cache_of_its_own_per_isa_caps(tmp_path, monkeypatch):
+    """Inductor's cache does not key on ISA caps: a capped process keeps its compiled code in a folder of its own."""
+    from ncsn_fast.models.fast_copy import keep_compile_cache
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    for cap in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NCSN_FAST_CPU_ISA"):
+        monkeypatch.delenv(cap, raising=False)
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert keep_compile_cache() == str(tmp_path / "ncsn_fast" / "inductor-default-sse41")
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))  # the user's choice stands
+    assert keep_compile_cache() == str(tmp_path / "mine")

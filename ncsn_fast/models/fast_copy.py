@@ -35,8 +35,13 @@ def fast_copy(model: torch.nn.Module, device, dtype: torch.dtype, channels_last:
 def keep_compile_cache() -> str:
     """Point inductor's caches (compiled graphs, kernels, autotuning) at a folder that outlives the process and
     the machine's /tmp, so that a second process compiles from them in seconds: $TORCHINDUCTOR_CACHE_DIR when set,
-    else $XDG_CACHE_HOME/ncsn_fast/inductor (~/.cache/ncsn_fast/inductor). Returns the folder."""
+    else $XDG_CACHE_HOME/ncsn_fast/inductor (~/.cache/ncsn_fast/inductor), with a folder of its own per set of ISA
+    caps (machine.ISA_CAPS): inductor's cache does not key on them, and shared it hands a capped process code for
+    the full ISA (which fails to compile) and an uncapped one the capped scalar code. Returns the folder."""
     if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        from ..machine import ISA_CAPS, isa_caps
+        caps = isa_caps()
+        name = "inductor" + "".join(f"-{caps[k].lower()}" for k in ISA_CAPS if k in caps)
         base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(base) / "ncsn_fast" / "inductor")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(base) / "ncsn_fast" / name)
     return os.environ["TORCHINDUCTOR_CACHE_DIR"]
