@@ -53,38 +53,29 @@ inline const char* isa_name(Isa isa) {
 #if defined(__x86_64__) && defined(__GNUC__)
 #define NCSN_TARGET_AVX2 __attribute__((target("avx2")))
 #define NCSN_TARGET_AVX512 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw")))
-#define NCSN_CPU_VARIANTS(name, params, args, body, ...)          \
-  __VA_ARGS__ static void name##_baseline params { body args; }    \
-  __VA_ARGS__ NCSN_TARGET_AVX2 static void name##_avx2 params {    \
-    body args;                                                     \
-  }                                                                \
-  __VA_ARGS__ NCSN_TARGET_AVX512 static void name##_avx512 params { \
-    body args;                                                     \
-  }                                                                \
-  __VA_ARGS__ static void name params {                            \
-    switch (::ncsn::cpu_isa()) {                                   \
-      case ::ncsn::Isa::kAvx512: name##_avx512 args; break;        \
-      case ::ncsn::Isa::kAvx2: name##_avx2 args; break;            \
-      default: name##_baseline args;                               \
-    }                                                              \
-  }
-// NCSN_CPU_VARIANTS_BY_WIDTH(name, (params), (args), narrow, wide): the same, with body `narrow` (4-float
-// vectors) on the baseline and other CPUs and `wide` (8-float vectors) with AVX2 and AVX-512, for loops whose
-// vectors must fit the registers (GCC keeps wider generic vectors on the stack).
-#define NCSN_CPU_VARIANTS_BY_WIDTH(name, params, args, narrow, wide) \
-  static void name##_baseline params { narrow args; }              \
-  NCSN_TARGET_AVX2 static void name##_avx2 params { wide args; }    \
-  NCSN_TARGET_AVX512 static void name##_avx512 params { wide args; } \
-  static void name params {                                          \
-    switch (::ncsn::cpu_isa()) {                                     \
-      case ::ncsn::Isa::kAvx512: name##_avx512 args; break;          \
-      case ::ncsn::Isa::kAvx2: name##_avx2 args; break;              \
-      default: name##_baseline args;                                 \
-    }                                                                \
+#define NCSN_CPU_VARIANTS(name, params, args, body, ...) \
+  NCSN_CPU_VARIANTS_BY_WIDTH(name, params, args, body, body, __VA_ARGS__)
+// NCSN_CPU_VARIANTS_BY_WIDTH(name, (params), (args), narrow, wide[, template header]): the same, with body
+// `narrow` on the baseline and other CPUs and `wide` with AVX2 and AVX-512, for loops whose vectors must fit the
+// registers (4 floats narrow, 8 wide: GCC keeps wider generic vectors than the registers on the stack).
+#define NCSN_CPU_VARIANTS_BY_WIDTH(name, params, args, narrow, wide, ...) \
+  __VA_ARGS__ static void name##_baseline params { narrow args; }          \
+  __VA_ARGS__ NCSN_TARGET_AVX2 static void name##_avx2 params {            \
+    wide args;                                                             \
+  }                                                                        \
+  __VA_ARGS__ NCSN_TARGET_AVX512 static void name##_avx512 params {        \
+    wide args;                                                             \
+  }                                                                        \
+  __VA_ARGS__ static void name params {                                    \
+    switch (::ncsn::cpu_isa()) {                                           \
+      case ::ncsn::Isa::kAvx512: name##_avx512 args; break;                \
+      case ::ncsn::Isa::kAvx2: name##_avx2 args; break;                    \
+      default: name##_baseline args;                                       \
+    }                                                                      \
   }
 #else
 #define NCSN_CPU_VARIANTS(name, params, args, body, ...) \
   __VA_ARGS__ static void name params { body args; }
-#define NCSN_CPU_VARIANTS_BY_WIDTH(name, params, args, narrow, wide) \
-  static void name params { narrow args; }
+#define NCSN_CPU_VARIANTS_BY_WIDTH(name, params, args, narrow, wide, ...) \
+  __VA_ARGS__ static void name params { narrow args; }
 #endif

@@ -9,6 +9,7 @@ from conftest import fixture_path
 from PIL import Image
 
 from ncsn_fast.cli import main
+from ncsn_fast.machine import ISA_CAPS
 
 
 def run(*args):
@@ -175,7 +176,7 @@ def test_compile_flag_hands_the_network_to_torch_compile(tmp_path, monkeypatch, 
     modes = []
     monkeypatch.setattr(torch, "compile", lambda model, mode=None: modes.append(mode) or model)
     monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    for cap in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NCSN_FAST_CPU_ISA"):
+    for cap in ISA_CAPS:
         monkeypatch.delenv(cap, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     quick = ["--sampler", "euler", "--steps", "2", "-n", "2", "--quiet"]
@@ -203,7 +204,7 @@ def test_compile_cache_of_its_own_per_isa_caps(tmp_path, monkeypatch):
     """Inductor's cache does not key on ISA caps: a capped process keeps its compiled code in a folder of its own."""
     from ncsn_fast.models.fast_copy import keep_compile_cache
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    for cap in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "NCSN_FAST_CPU_ISA"):
+    for cap in ISA_CAPS:
         monkeypatch.delenv(cap, raising=False)
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
