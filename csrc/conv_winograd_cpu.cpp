@@ -11,7 +11,9 @@
 // Per thread, a block of g.block tiles at a time, in cache: the input transform V = B^T d B (per channel, 8 channels
 // per vector), then for each of the 36 tile positions one small GEMM M = V (tiles x ci) U (ci x co) with U the
 // transformed weights (a register-blocked 6 x 16 micro-kernel), then the output transform A^T M A + bias (+ the
-// residual), stored. The loops are compiled per ISA (cpu_isa.h) with GCC's vector extension, as wide as the ISA's
+// residual), stored. U is packed in panels of 16 output channels (36 x ceil(co / 16) x ci x 16, zeros past co):
+// the micro-kernel reads its panel in order (rows of U co floats apart mapped to a few cache sets and missed L1 on
+// every row: the products ran at ~50 % of the FPU's rate). The loops are compiled per ISA (cpu_isa.h) with GCC's vector extension, as wide as the ISA's
 // registers (8 floats with AVX2 / AVX-512, 4 on the baseline x86-64 and other CPUs: wider generic vectors than the
 // registers live on the stack, which ran SSE2 13x slower), without FMA contraction (the build's -ffp-contract=off):
 // every ISA computes the same bits (element-wise operations, in the same order, whatever the width).
@@ -32,6 +34,7 @@ constexpr int kT = 6;            // input tile side (4 outputs + 2)
 constexpr int kM = 4;            // output tile side
 constexpr int kXi = kT * kT;     // 36 tile positions
 constexpr int kRows = 6;         // micro-kernel: 6 tiles x 2 vectors of output channels
+constexpr int kPanel = 16;       // output channels per panel of the packed U
 
 // L floats: Vec<L>::a in registers, Vec<L>::u for unaligned loads and stores, Vec<L>::i the matching integers.
 template <int L>
@@ -90,6 +93,7 @@ struct Geometry {
   int64_t block;   // tiles per block (a multiple of kRows)
   int64_t th, tw;  // tiles per sub-grid column / row: ceil(ceil(h / d) / 4)
   int64_t tiles;   // n * d * d * th * tw
+  int64_t panels;  // ceil(co / kPanel)
 };
 
 // Tile t -> its sample and the image coordinates of its first output (row, column); the step between its rows
@@ -144,8 +148,8 @@ NCSN_CPU_INLINE void multiply_cols(const Geometry& g, const float* vx, const flo
     for (int r = 0; r < kRows; ++r)
       for (int j = 0; j < kV; ++j) acc[r][j] = typename Vec<L>::a{};
     const float* vr = vx + r0 * g.ci;
-    const float* uk = ux + o;
-    for (int64_t k = 0; k < g.ci; ++k, uk += g.co) {
+    const float* uk = ux + (o / kPanel) * g.ci * kPanel + o % kPanel;  // (o, o + L kV) lies in one panel
+    for (int64_t k = 0; k < g.ci; ++k, uk += kPanel) {
       typename Vec<L>::a bk[kV];
       for (int j = 0; j < kV; ++j) bk[j] = load<L>(uk + L * j);
 #pragma GCC unroll 6
@@ -167,7 +171,7 @@ NCSN_CPU_INLINE void multiply(const Geometry& g, const float* v, const float* u,
   const int64_t mstride = o1 - o0;
   for (int xi_ = 0; xi_ < kXi; ++xi_) {
     const float* vx = v + static_cast<int64_t>(xi_) * g.block * g.ci;
-    const float* ux = u + static_cast<int64_t>(xi_) * g.ci * g.co;
+    const float* ux = u + static_cast<int64_t>(xi_) * g.panels * g.ci * kPanel;
     float* mx = m + static_cast<int64_t>(xi_) * g.block * mstride;
     int64_t o = o0;
     for (; o + 2 * L <= o1; o += 2 * L) multiply_cols<L, 2>(g, vx, ux, groups, o, o - o0, mstride, mx);
@@ -256,37 +260,51 @@ NCSN_CPU_VARIANTS_BY_WIDTH(run_block,
 }  // namespace
 
 void winograd_weights_cpu(const float* w, float* u, int64_t co, int64_t ci) {
-  // U[xi][c][o] = (G w[o][c] G^T)[xi], in double then rounded once. The output channel runs innermost, so each
-  // of the 36 rows of U is written in order (o outermost scattered the writes: 1.7 s for NCSNv2 ngf 128).
+  // U[xi][o / 16][c][o % 16] = (G w[o][c] G^T)[xi], in double then rounded once, zeros past co. Per panel, the
+  // input channel outermost: each of the 36 streams is written in order (scattered writes took 1.7 s for NCSNv2
+  // ngf 128).
+  const int64_t panels = (co + kPanel - 1) / kPanel;
 #pragma omp parallel for schedule(static)
-  for (int64_t c = 0; c < ci; ++c)
-    for (int64_t o = 0; o < co; ++o) {
-      const float* k = w + (o * ci + c) * 9;
-      double gk[kT][3];
-      for (int a = 0; a < kT; ++a)
-        for (int j = 0; j < 3; ++j) gk[a][j] = kG[a][0] * k[j] + kG[a][1] * k[3 + j] + kG[a][2] * k[6 + j];
-      for (int a = 0; a < kT; ++a)
-        for (int s = 0; s < kT; ++s) {
-          const double val = gk[a][0] * kG[s][0] + gk[a][1] * kG[s][1] + gk[a][2] * kG[s][2];
-          u[(static_cast<int64_t>(a * kT + s) * ci + c) * co + o] = static_cast<float>(val);
+  for (int64_t p = 0; p < panels; ++p)
+    for (int64_t c = 0; c < ci; ++c)
+      for (int64_t j = 0; j < kPanel; ++j) {
+        float* uj = u + (p * ci + c) * kPanel + j;  // + xi panels ci kPanel
+        const int64_t o = p * kPanel + j;
+        if (o >= co) {
+          for (int xi_ = 0; xi_ < kXi; ++xi_) uj[xi_ * panels * ci * kPanel] = 0.f;
+          continue;
         }
-    }
+        const float* k = w + (o * ci + c) * 9;
+        double gk[kT][3];
+        for (int a = 0; a < kT; ++a)
+          for (int i = 0; i < 3; ++i) gk[a][i] = kG[a][0] * k[i] + kG[a][1] * k[3 + i] + kG[a][2] * k[6 + i];
+        for (int a = 0; a < kT; ++a)
+          for (int s = 0; s < kT; ++s) {
+            const double val = gk[a][0] * kG[s][0] + gk[a][1] * kG[s][1] + gk[a][2] * kG[s][2];
+            uj[(a * kT + s) * panels * ci * kPanel] = static_cast<float>(val);
+          }
+      }
 }
 
 void conv3x3_winograd_cpu(const float* x, const float* u, const float* bias, const float* residual, float divisor,
                           bool apply_elu, float* out, int64_t n, int64_t h, int64_t w, int64_t ci, int64_t co,
                           int64_t dilation) {
-  Geometry g{n, h, w, ci, co, dilation, 0, 0, 0, 0};
+  Geometry g{n, h, w, ci, co, dilation, 0, 0, 0, 0, (co + kPanel - 1) / kPanel};
   g.th = ((h + dilation - 1) / dilation + kM - 1) / kM;
   g.tw = ((w + dilation - 1) / dilation + kM - 1) / kM;
   g.tiles = n * dilation * dilation * g.th * g.tw;
   // Each block of tiles reads U (36 ci co floats) for 72 nb ci co flops: more tiles per block for more channels,
   // at least two blocks per thread where there are tiles enough; where there are not, the output channels are
   // split between threads instead (each reads its part of U once; the input transform is repeated per part).
+  // Where U is large (ci co >= 128^2: 2.4 MB and more, read from memory) a block takes at least 36 tiles (all of
+  // them, where fewer): the small images of NCSN++'s lower levels read U 2-4 times per call in blocks of 6-18
+  // ((8, 512, 8, 8) -> 256: 1.7x faster in one block, its channels split).
   const int64_t threads = omp_get_max_threads();
   const int64_t most = ci * co >= 128 * 128 ? 96 : ci * co >= 64 * 64 ? 48 : 24;
+  const int64_t least = ci * co >= 128 * 128 ? 36 : kRows;
   const int64_t share = (g.tiles + 2 * threads - 1) / (2 * threads);
-  g.block = std::max<int64_t>(kRows, std::min<int64_t>(most, (share + kRows - 1) / kRows * kRows));
+  const int64_t all = (g.tiles + kRows - 1) / kRows * kRows;
+  g.block = std::min(all, std::max(least, std::min<int64_t>(most, (share + kRows - 1) / kRows * kRows)));
   const int64_t blocks = (g.tiles + g.block - 1) / g.block;
   int64_t parts = 1;
   while (blocks * parts < 2 * threads && co % (16 * parts * 2) == 0) parts *= 2;

@@ -36,7 +36,8 @@ void group_norm_act_cpu(const void* x, void* out, int dtype, int64_t n, int64_t 
 // out = ELU(x) (alpha 1) over numel elements of dtype code `dtype`.
 void elu_cpu(const void* x, void* out, int dtype, int64_t numel);
 
-// Winograd F(4x4, 3x3) convolution (conv_winograd_cpu.cpp), float32. u (36, ci, co) from w (co, ci, 3, 3):
+// Winograd F(4x4, 3x3) convolution (conv_winograd_cpu.cpp), float32. u (36, ceil(co / 16), ci, 16) from w
+// (co, ci, 3, 3), every element written (zeros past co):
 void winograd_weights_cpu(const float* w, float* u, int64_t co, int64_t ci);
 // out (n, h, w, co) NHWC = [ELU of] (conv3x3(x (n, h, w, ci) NHWC, padding = dilation) + bias [+ residual (NHWC,
 // or null)]) / divisor; ci % 8 == 0, co % 8 == 0; bias (co,) or null.

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from conftest import outputs_per_cpu_isa, skip_unless_backend
 
 from ncsn_fast.models.conv import Conv2d, adopt_convs, conv_add
-from ncsn_fast.ops.conv3x3 import conv3x3, why_not_winograd, winograd_weights, winograd_weights_ref
+from ncsn_fast.ops.conv3x3 import G, conv3x3, why_not_winograd, winograd_weights, winograd_weights_ref
 
 # F(4x4, 3x3) rounds ~10x more than the direct convolution (its transforms' constants reach 8 and 1/24;
 # Lavin & Gray 2016, Barabasz et al. 2020): measured up to 34 float32 eps (2^-24) of the scale below, the
@@ -51,11 +51,16 @@ def test_winograd_matches_the_convolution(n, ci, h, w, co, d, bias, residual, el
 
 
 def test_transformed_weights_are_g_w_gt():
-    """U = G w G^T computed in double and rounded once: within one float32 rounding of the float64 reference."""
+    """U = G w G^T computed in double and rounded once: within one float32 rounding of the float64 reference;
+    packed in panels of 16 output channels, zeros past the last (24 -> 2 panels, the second half empty)."""
     skip_unless_backend("cpu")
     w = torch.randn(24, 16, 3, 3)
     u, ref = winograd_weights(w), winograd_weights_ref(w)
-    assert u.shape == (36, 16, 24)
+    assert u.shape == (36, 2, 16, 16)
+    assert (u[:, 1, :, 8:] == 0).all() and (u[:, 1, :, :8] != 0).any()
+    plain = torch.einsum("ai,ocij,bj->abco", G, w.double(), G).reshape(36, 16, 24)  # (36, ci, co), unpacked
+    unpacked = torch.cat([ref[:, 0], ref[:, 1, :, :8]], dim=2).double()
+    torch.testing.assert_close(unpacked, plain, rtol=2.0 ** -23, atol=2.0 ** -23 * plain.abs().max().item())
     torch.testing.assert_close(u, ref, rtol=2.0 ** -23, atol=2.0 ** -23 * ref.abs().max().item())
 
 

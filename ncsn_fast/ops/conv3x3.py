@@ -6,8 +6,9 @@ out = [elu of] (conv2d(x, weight, bias, padding=d, dilation=d) [+ residual]) / d
 On the CPU (float32, channels_last, in- and out-channels multiples of 8) by Winograd's F(4x4, 3x3)
 (csrc/conv_winograd_cpu.cpp): 36 products per 4x4 output tile and channel pair where the direct convolution takes
 144, so it runs ahead of oneDNN's direct convolution on CPUs without Winograd of their own (measured 1.5-2.3x on
-the RefineNets' shapes, AVX2; benchmarks in the README). The weights are transformed once (U = G w G^T, 36 x ci x
-co, `winograd_weights`) and kept by the module that owns them. Rounding: about ten times the direct
+the RefineNets' shapes, AVX2; benchmarks in the README). The weights are transformed once (U = G w G^T, packed in
+panels of 16 output channels, 36 x ceil(co / 16) x ci x 16, `winograd_weights`) and kept by the module that owns
+them. Rounding: about ten times the direct
 convolution's (the transforms' constants reach 8 and 1/24), ~1e-6 of the output's scale in float32. The
 residual, the division and the ELU are applied in the same pass (the RefineNets' `shortcut + conv(h)` and their
 `act(conv(x))` in the RCUs, the ELU the elu op's, ~2 ulp; NCSN++'s `(x + conv(h)) / sqrt(2)`). 'torch' is the
@@ -35,10 +36,17 @@ def conv3x3_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return F.elu(out) if elu else out
 
 
+PANEL = 16  # output channels per panel of the transformed weights
+
+
 def winograd_weights_ref(weight: torch.Tensor) -> torch.Tensor:
-    """U[a * 6 + b, c, o] = (G w[o, c] G^T)[a, b] in float64, rounded once to float32: (36, ci, co)."""
-    u = torch.einsum("ai,ocij,bj->abco", G, weight.double(), G)
-    return u.reshape(36, weight.shape[1], weight.shape[0]).float().contiguous()
+    """U[a * 6 + b, o // 16, c, o % 16] = (G w[o, c] G^T)[a, b] in float64, rounded once to float32, zeros past
+    the last output channel: (36, ceil(co / 16), ci, 16)."""
+    co, ci = weight.shape[:2]
+    panels = -(-co // PANEL)
+    u = torch.einsum("ai,ocij,bj->abco", G, weight.double(), G).reshape(36, ci, co)
+    u = F.pad(u, (0, panels * PANEL - co))  # zeros past co
+    return u.reshape(36, ci, panels, PANEL).transpose(1, 2).float().contiguous()
 
 
 # Below this many 4x4 output tiles the transformed weights (4x the kernel's size, read once per call) cost more
@@ -87,18 +95,19 @@ def why_not_winograd(x: torch.Tensor, weight: torch.Tensor, dilation: int, backe
 def _winograd_weights_op(weight: torch.Tensor) -> torch.Tensor:
     co, ci = weight.shape[:2]
     w = weight.detach().float().contiguous()
-    u = torch.empty(36, ci, co, dtype=torch.float32)
+    u = torch.empty(36, -(-co // PANEL), ci, PANEL, dtype=torch.float32)
     _backends.ext().winograd_weights_cpu(w.data_ptr(), u.data_ptr(), co, ci)
     return u
 
 
 @_winograd_weights_op.register_fake
 def _(weight):
-    return weight.new_empty(36, weight.shape[1], weight.shape[0])
+    return weight.new_empty(36, -(-weight.shape[0] // PANEL), weight.shape[1], PANEL)
 
 
 def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
-    """The transformed kernel (36, ci, co) float32 of a (co, ci, 3, 3) CPU weight, for conv3x3(u=...)."""
+    """The transformed kernel (36, ceil(co / 16), ci, 16) float32 of a (co, ci, 3, 3) CPU weight, for
+    conv3x3(u=...)."""
     if weight.dim() != 4 or tuple(weight.shape[2:]) != (3, 3) or weight.device.type != "cpu":
         raise ValueError(f"weight must be a (out, in, 3, 3) CPU tensor, got {tuple(weight.shape)} on "
                          f"{weight.device}")
