@@ -11,12 +11,14 @@
 // Per thread, a block of g.block tiles at a time, in cache: the input transform V = B^T d B (per channel, 8 channels
 // per vector), then for each of the 36 tile positions one small GEMM M = V (tiles x ci) U (ci x co) with U the
 // transformed weights (a register-blocked 6 x 16 micro-kernel), then the output transform A^T M A + bias (+ the
-// residual), stored. U is packed in panels of 16 output channels (36 x ceil(co / 16) x ci x 16, zeros past co):
-// the micro-kernel reads its panel in order (rows of U co floats apart mapped to a few cache sets and missed L1 on
-// every row: the products ran at ~50 % of the FPU's rate). The loops are compiled per ISA (cpu_isa.h) with GCC's vector extension, as wide as the ISA's
-// registers (8 floats with AVX2 / AVX-512, 4 on the baseline x86-64 and other CPUs: wider generic vectors than the
-// registers live on the stack, which ran SSE2 13x slower), without FMA contraction (the build's -ffp-contract=off):
-// every ISA computes the same bits (element-wise operations, in the same order, whatever the width).
+// residual), stored. U is packed in panels of 16 output channels (36 x ceil(co / 16) x ci x 16, zeros past co),
+// so that the micro-kernel reads its panel in order: unpacked, the rows it reads lay co floats apart, which a
+// 32 KiB 8-way L1 maps to co / 16 times fewer sets (4 of 64 at co = 256), and the panel missed L1 at every row
+// ((8, 256, 16, 16) -> 256: 7.4 -> 5.7 ms packed; (8, 512, 8, 8) -> 256: 7.8 -> 3.6 ms with the blocks below).
+// The loops are compiled per ISA (cpu_isa.h) with GCC's vector extension, as wide as the ISA's registers (8 floats
+// with AVX2 / AVX-512, 4 on the baseline x86-64 and other CPUs: wider generic vectors than the registers live on
+// the stack, which ran SSE2 13x slower), without FMA contraction (the build's -ffp-contract=off): every ISA
+// computes the same bits (element-wise operations, in the same order, whatever the width).
 #include <algorithm>
 #include <cstring>
 #include <vector>
@@ -150,7 +152,7 @@ NCSN_CPU_INLINE void multiply_cols(const Geometry& g, const float* vx, const flo
     const float* vr = vx + r0 * g.ci;
     const float* uk = ux + (o / kPanel) * g.ci * kPanel + o % kPanel;  // (o, o + L kV) lies in one panel
     for (int64_t k = 0; k < g.ci; ++k, uk += kPanel) {
-      __builtin_prefetch(uk + g.ci * kPanel);  // the next panel's row k: U streams from memory, ~10 % faster
+      __builtin_prefetch(uk + g.ci * kPanel);  // the next panel's row k (U streams from memory): NCSNv2 ngf 128 ~10 %
       typename Vec<L>::a bk[kV];
       for (int j = 0; j < kV; ++j) bk[j] = load<L>(uk + L * j);
 #pragma GCC unroll 6
@@ -299,7 +301,7 @@ void conv3x3_winograd_cpu(const float* x, const float* u, const float* bias, con
   // split between threads instead (each reads its part of U once; the input transform is repeated per part).
   // Where U is large (ci co >= 128^2: 2.4 MB and more, read from memory) a block takes at least 36 tiles (all of
   // them, where fewer): the small images of NCSN++'s lower levels read U 2-4 times per call in blocks of 6-18
-  // ((8, 512, 8, 8) -> 256: 1.7x faster in one block, its channels split).
+  // ((8, 512, 8, 8) -> 256: 1.7x faster in one block, its channels split). Parts are whole panels of U.
   const int64_t threads = omp_get_max_threads();
   const int64_t most = ci * co >= 128 * 128 ? 96 : ci * co >= 64 * 64 ? 48 : 24;
   const int64_t least = ci * co >= 128 * 128 ? 36 : kRows;
