@@ -36,14 +36,19 @@ def conv3x3_ref(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     return F.elu(out) if elu else out
 
 
-PANEL = 16  # output channels per panel of the transformed weights
+PANEL = 16  # output channels per panel of the transformed weights (kPanel in csrc/conv_winograd_cpu.cpp)
+
+
+def winograd_shape(co: int, ci: int) -> tuple[int, int, int, int]:
+    """The transformed weights' shape for a (co, ci, 3, 3) kernel: (36, ceil(co / 16), ci, 16)."""
+    return 36, -(-co // PANEL), ci, PANEL
 
 
 def winograd_weights_ref(weight: torch.Tensor) -> torch.Tensor:
     """U[a * 6 + b, o // 16, c, o % 16] = (G w[o, c] G^T)[a, b] in float64, rounded once to float32, zeros past
     the last output channel: (36, ceil(co / 16), ci, 16)."""
     co, ci = weight.shape[:2]
-    panels = -(-co // PANEL)
+    _, panels, _, _ = winograd_shape(co, ci)
     u = torch.einsum("ai,ocij,bj->abco", G, weight.double(), G).reshape(36, ci, co)
     u = F.pad(u, (0, panels * PANEL - co))  # zeros past co
     return u.reshape(36, ci, panels, PANEL).transpose(1, 2).float().contiguous()
@@ -95,14 +100,14 @@ def why_not_winograd(x: torch.Tensor, weight: torch.Tensor, dilation: int, backe
 def _winograd_weights_op(weight: torch.Tensor) -> torch.Tensor:
     co, ci = weight.shape[:2]
     w = weight.detach().float().contiguous()
-    u = torch.empty(36, -(-co // PANEL), ci, PANEL, dtype=torch.float32)
+    u = torch.empty(winograd_shape(co, ci), dtype=torch.float32)
     _backends.ext().winograd_weights_cpu(w.data_ptr(), u.data_ptr(), co, ci)
     return u
 
 
 @_winograd_weights_op.register_fake
 def _(weight):
-    return weight.new_empty(36, -(-weight.shape[0] // PANEL), weight.shape[1], PANEL)
+    return weight.new_empty(winograd_shape(weight.shape[0], weight.shape[1]))
 
 
 def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
