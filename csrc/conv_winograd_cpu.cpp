@@ -24,6 +24,7 @@
 #include <vector>
 
 #include <omp.h>
+#include <unistd.h>
 
 #include "cpu_isa.h"
 #include "ops_cpu.h"
@@ -311,6 +312,16 @@ NCSN_CPU_INLINE void transform_panel_body(const float* w, float* u, int64_t co, 
   }
 }
 
+// The L2 cache's size per core (glibc's sysconf), 512 KiB where unknown.
+int64_t l2_bytes() {
+#ifdef _SC_LEVEL2_CACHE_SIZE
+  static const int64_t size = sysconf(_SC_LEVEL2_CACHE_SIZE) > 0 ? sysconf(_SC_LEVEL2_CACHE_SIZE) : 512 << 10;
+#else
+  static const int64_t size = 512 << 10;
+#endif
+  return size;
+}
+
 NCSN_CPU_VARIANTS_BY_WIDTH(transform_panel,
                            (const float* w, float* u, int64_t co, int64_t ci, int64_t panels, int64_t p),
                            (w, u, co, ci, panels, p), transform_panel_body<2>, transform_panel_body<4>)
@@ -330,18 +341,22 @@ void conv3x3_winograd_cpu(const float* x, const float* u, const float* bias, con
   g.th = ((h + dilation - 1) / dilation + kM - 1) / kM;
   g.tw = ((w + dilation - 1) / dilation + kM - 1) / kM;
   g.tiles = n * dilation * dilation * g.th * g.tw;
-  // Each block of tiles reads U (36 ci co floats) for 72 nb ci co flops: more tiles per block for more channels,
-  // at least two blocks per thread where there are tiles enough; where there are not, the output channels are
-  // split between threads instead (each reads its part of U once; the input transform is repeated per part).
-  // Where U is large (ci co >= 128^2: 2.4 MB and more, read from memory) a block takes at least 36 tiles (all of
-  // them, where fewer): the small images of NCSN++'s lower levels read U 2-4 times per call in blocks of 6-18
-  // ((8, 512, 8, 8) -> 256: 1.7x faster in one block, its channels split). Parts are whole panels of U.
+  // A block of tiles writes V and M (36 block (ci + co) floats) and reads them back, and reads U (36 ci co floats)
+  // for 72 block ci co flops. Blocks sized to keep V and M in a quarter of the L2 cache (6 tiles at 64 channels
+  // and more with 512 KiB; the rest of L2 holds the streams of U, x and out): NCSNv2 ngf 32 b64 409 -> 340 ms,
+  // NCSN++ b8 758 -> 674 ms against fixed sizes of 24-96 tiles, whose V and M spilled L2 (8 to 12 rounds each,
+  // in turns in one process). U is then read once per 6 tiles, from L3 where it fits (9.4 MiB at 256 channels);
+  // where it is larger (over 16 MiB: 512 -> 256 channels, 18.9 MiB) a block takes at least 36 tiles (all of them,
+  // where fewer: (8, 512, 8, 8) -> 256 ran 1.4x slower in blocks of 6). At least two blocks per thread where there
+  // are tiles enough; where there are not, the output channels are split between threads instead (each reads its
+  // part of U once; the input transform is repeated per part). Parts are whole panels of U. Neither the blocks
+  // nor the parts change what is computed per tile and channel: the same bits.
   const int64_t threads = omp_get_max_threads();
-  const int64_t most = ci * co >= 128 * 128 ? 96 : ci * co >= 64 * 64 ? 48 : 24;
-  const int64_t least = ci * co >= 128 * 128 ? 36 : kRows;
+  const int64_t fit = std::max<int64_t>(kRows, l2_bytes() / 4 / (kXi * 4 * (ci + co)) / kRows * kRows);
+  const int64_t least = int64_t{kXi} * 4 * ci * co > (int64_t{16} << 20) ? 36 : kRows;
   const int64_t share = (g.tiles + 2 * threads - 1) / (2 * threads);
   const int64_t all = (g.tiles + kRows - 1) / kRows * kRows;
-  g.block = std::min(all, std::max(least, std::min<int64_t>(most, (share + kRows - 1) / kRows * kRows)));
+  g.block = std::min(all, std::max(least, std::min<int64_t>(fit, (share + kRows - 1) / kRows * kRows)));
   const int64_t blocks = (g.tiles + g.block - 1) / g.block;
   int64_t parts = 1;
   while (blocks * parts < 2 * threads && co % (16 * parts * 2) == 0) parts *= 2;

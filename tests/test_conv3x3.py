@@ -100,6 +100,28 @@ def test_cpu_results_are_the_same_bits_on_every_vector_unit():
     assert "baseline" in outs and len(set(outs.values())) == 1, outs
 
 
+def test_cpu_results_are_the_same_bits_whatever_the_blocks_and_threads():
+    """The blocks of tiles and the output channels' split between threads follow the thread count (and the L2
+    cache's size); what is computed per tile and channel does not: the same bits with 1 and 3 threads, on shapes
+    of many blocks (the last one partial), of few tiles (channels split) and of a large U (blocks of 36)."""
+    import os
+    import subprocess
+    import sys
+    skip_unless_backend("cpu")
+    code = ("import hashlib, torch; from ncsn_fast.ops.conv3x3 import conv3x3; g = torch.Generator().manual_seed(0)\n"
+            "for n, ci, h, w, co, d in ((3, 16, 19, 13, 24, 1), (2, 16, 12, 12, 16, 2), (1, 64, 8, 8, 64, 1),"
+            " (1, 512, 8, 8, 232, 1)):\n"
+            "  x = torch.randn(n, ci, h, w, generator=g).contiguous(memory_format=torch.channels_last)\n"
+            "  y = conv3x3(x, torch.randn(co, ci, 3, 3, generator=g), torch.randn(co, generator=g), d, backend='cpu')\n"
+            "  print(hashlib.sha256(y.contiguous().numpy().tobytes()).hexdigest())")
+    outs = {}
+    for threads in ("1", "3"):
+        env = {**os.environ, "OMP_NUM_THREADS": threads}
+        outs[threads] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                                       check=True).stdout
+    assert len(outs["1"].split()) == 4 and len(set(outs.values())) == 1, outs
+
+
 def test_conv2d_module_runs_the_op_when_fused_and_follows_its_weight():
     """Our Conv2d: PyTorch's convolution under backend 'torch' (bit for bit), the op when fused (within its
     rounding), PyTorch's again for what the op does not take (NCHW input, autograd on); a weight changed in place
