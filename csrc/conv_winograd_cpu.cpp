@@ -312,6 +312,10 @@ NCSN_CPU_INLINE void transform_panel_body(const float* w, float* u, int64_t co, 
   }
 }
 
+NCSN_CPU_VARIANTS_BY_WIDTH(transform_panel,
+                           (const float* w, float* u, int64_t co, int64_t ci, int64_t panels, int64_t p),
+                           (w, u, co, ci, panels, p), transform_panel_body<2>, transform_panel_body<4>)
+
 // The L2 cache's size per core (glibc's sysconf), 512 KiB where unknown.
 int64_t l2_bytes() {
 #ifdef _SC_LEVEL2_CACHE_SIZE
@@ -321,10 +325,6 @@ int64_t l2_bytes() {
 #endif
   return size;
 }
-
-NCSN_CPU_VARIANTS_BY_WIDTH(transform_panel,
-                           (const float* w, float* u, int64_t co, int64_t ci, int64_t panels, int64_t p),
-                           (w, u, co, ci, panels, p), transform_panel_body<2>, transform_panel_body<4>)
 
 }  // namespace
 

@@ -42,17 +42,21 @@ def _seed():
     torch.manual_seed(0)
 
 
-def outputs_per_cpu_isa(code: str) -> dict[str, str]:
-    """{ISA the CPU loops picked: what `code` printed after its first line} for runs capped at each ISA
-    (NCSN_FAST_CPU_ISA: none, avx2, baseline); `code` prints ncsn_fast._C.normals_isa() first."""
+def python_stdout(code: str, **env: str) -> str:
+    """What `python -c code` printed, run with `env` added to this process's environment."""
     import os
     import subprocess
     import sys
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env},
+                          check=True).stdout
+
+
+def outputs_per_cpu_isa(code: str) -> dict[str, str]:
+    """{ISA the CPU loops picked: what `code` printed after its first line} for runs capped at each ISA
+    (NCSN_FAST_CPU_ISA: none, avx2, baseline); `code` prints ncsn_fast._C.normals_isa() first."""
     outs = {}
     for isa in ("", "avx2", "baseline"):
-        env = {**os.environ, "NCSN_FAST_CPU_ISA": isa}
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-        picked, digest = out.stdout.split("\n", 1)
+        picked, digest = python_stdout(code, NCSN_FAST_CPU_ISA=isa).split("\n", 1)
         outs[picked] = digest
     return outs
 

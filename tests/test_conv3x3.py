@@ -4,7 +4,7 @@ Conv2d that runs it."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import outputs_per_cpu_isa, skip_unless_backend
+from conftest import outputs_per_cpu_isa, python_stdout, skip_unless_backend
 
 from ncsn_fast.models.conv import Conv2d, adopt_convs, conv_add
 from ncsn_fast.ops.conv3x3 import G, conv3x3, why_not_winograd, winograd_weights, winograd_weights_ref
@@ -104,9 +104,6 @@ def test_cpu_results_are_the_same_bits_whatever_the_blocks_and_threads():
     """The blocks of tiles and the output channels' split between threads follow the thread count (and the L2
     cache's size); what is computed per tile and channel does not: the same bits with 1 and 3 threads, on shapes
     of many blocks (the last one partial), of few tiles (channels split) and of a large U (blocks of 36)."""
-    import os
-    import subprocess
-    import sys
     skip_unless_backend("cpu")
     code = ("import hashlib, torch; from ncsn_fast.ops.conv3x3 import conv3x3; g = torch.Generator().manual_seed(0)\n"
             "for n, ci, h, w, co, d in ((3, 16, 19, 13, 24, 1), (2, 16, 12, 12, 16, 2), (1, 64, 8, 8, 64, 1),"
@@ -114,11 +111,7 @@ def test_cpu_results_are_the_same_bits_whatever_the_blocks_and_threads():
             "  x = torch.randn(n, ci, h, w, generator=g).contiguous(memory_format=torch.channels_last)\n"
             "  y = conv3x3(x, torch.randn(co, ci, 3, 3, generator=g), torch.randn(co, generator=g), d, backend='cpu')\n"
             "  print(hashlib.sha256(y.contiguous().numpy().tobytes()).hexdigest())")
-    outs = {}
-    for threads in ("1", "3"):
-        env = {**os.environ, "OMP_NUM_THREADS": threads}
-        outs[threads] = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
-                                       check=True).stdout
+    outs = {threads: python_stdout(code, OMP_NUM_THREADS=threads) for threads in ("1", "3")}
     assert len(outs["1"].split()) == 4 and len(set(outs.values())) == 1, outs
 
 
