@@ -76,23 +76,32 @@ def cases():
             "WORDS": "constexpr", "BLOCK_Q": "constexpr"}, {"WORDS": words, "BLOCK_Q": 256}
 
 
+def compile_case(cc: int, index: int) -> tuple[bool, str]:
+    """(compiled?, report line) for case `index` of cases(), compiled for sm_cc."""
+    name, fn, signature, constexprs = list(cases())[index]
+    try:
+        k = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs),
+                           target=GPUTarget("cuda", cc, 32))
+        assert k.asm.get("cubin"), "no cubin"
+        return True, f"ok   sm_{cc} {name}: {k.metadata.num_warps} warps, {len(k.asm['cubin'])} B cubin"
+    except Exception as e:  # report every kernel, then fail
+        return False, f"FAIL sm_{cc} {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
 def main(argv: list[str]) -> int:
+    """Compile every case for each CC, one process per CPU (each compile is single-threaded)."""
+    from concurrent.futures import ProcessPoolExecutor
+
     assert not INTERPRET, "the kernels were imported for the interpreter"
     ccs = [int(a) for a in argv] or [90]
-    failed = compiled = 0
-    for cc in ccs:
-        target = GPUTarget("cuda", cc, 32)
-        for name, fn, signature, constexprs in cases():
-            try:
-                k = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs), target=target)
-                assert k.asm.get("cubin"), "no cubin"
-                compiled += 1
-                print(f"ok   sm_{cc} {name}: {k.metadata.num_warps} warps, {len(k.asm['cubin'])} B cubin")
-            except Exception as e:  # report every kernel, then fail
-                failed += 1
-                print(f"FAIL sm_{cc} {name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-    print(f"{compiled} compiled, {failed} failed")
-    return 1 if failed else 0
+    jobs = [(cc, i) for cc in ccs for i in range(len(list(cases())))]
+    with ProcessPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
+        results = list(pool.map(compile_case, *zip(*jobs)))
+    for _, line in results:
+        print(line)
+    compiled = sum(ok for ok, _ in results)
+    print(f"{compiled} compiled, {len(results) - compiled} failed")
+    return 0 if compiled == len(results) else 1
 
 
 if __name__ == "__main__":
