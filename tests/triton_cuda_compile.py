@@ -76,9 +76,12 @@ def cases():
             "WORDS": "constexpr", "BLOCK_Q": "constexpr"}, {"WORDS": words, "BLOCK_Q": 256}
 
 
+CASES = list(cases())  # listed once per process; the workers index it
+
+
 def compile_case(cc: int, index: int) -> tuple[bool, str]:
-    """(compiled?, report line) for case `index` of cases(), compiled for sm_cc."""
-    name, fn, signature, constexprs = list(cases())[index]
+    """(compiled?, report line) for CASES[index], compiled for sm_cc."""
+    name, fn, signature, constexprs = CASES[index]
     try:
         k = triton.compile(ASTSource(fn=fn, signature=signature, constexprs=constexprs),
                            target=GPUTarget("cuda", cc, 32))
@@ -94,7 +97,7 @@ def main(argv: list[str]) -> int:
 
     assert not INTERPRET, "the kernels were imported for the interpreter"
     ccs = [int(a) for a in argv] or [90]
-    jobs = [(cc, i) for cc in ccs for i in range(len(list(cases())))]
+    jobs = [(cc, i) for cc in ccs for i in range(len(CASES))]
     with ProcessPoolExecutor(max_workers=max(1, min(len(jobs), os.cpu_count() or 1))) as pool:
         results = list(pool.map(compile_case, *zip(*jobs)))
     for _, line in results:
