@@ -112,3 +112,25 @@ def test_ncsnpp_traces_whole(backend):
         eager = model(x, sigma)
         traced = torch.compile(model, backend="eager", fullgraph=True)(x, sigma)
     assert (traced - eager).abs().max() <= 1e-5 * eager.abs().max()
+
+
+def test_backend_choice_is_marked_constant_as_torch_marks_it():
+    """ops._backends marks `choose` itself (importing torch._dynamo for the decorator would cost every command
+    ~3 s at start): the mark must be what torch.compiler.assume_constant_result sets."""
+    from ncsn_fast.ops._backends import constant_under_compile
+
+    def ours():
+        pass
+
+    def torchs():
+        pass
+
+    constant_under_compile(ours)
+    torch.compiler.assume_constant_result(torchs)
+    assert vars(torchs) and vars(ours) == vars(torchs)
+
+
+def test_the_command_line_starts_without_torch_dynamo():
+    from conftest import python_stdout
+    out = python_stdout("import sys, ncsn_fast.cli; print([m for m in sys.modules if m.startswith('torch._dynamo')])")
+    assert out.strip() == "[]"

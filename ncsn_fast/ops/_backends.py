@@ -69,7 +69,15 @@ def why_not(backend: str, device: torch.device) -> str | None:
     raise ValueError(f"unknown backend {backend!r}; choose from {('auto',) + BACKENDS}")
 
 
-@torch.compiler.assume_constant_result  # under torch.compile: decided once while tracing, not traced into
+def constant_under_compile(fn):
+    """`torch.compiler.assume_constant_result` (under torch.compile: called once while tracing, not traced into)
+    without its import of torch._dynamo, which takes ~3 s and would slow every command's start: the decorator
+    only sets this flag (torch 2.4 to 2.13; tests/test_compile.py checks that it still does)."""
+    fn._dynamo_marked_constant = True
+    return fn
+
+
+@constant_under_compile
 def choose(backend: str, device: torch.device, supported: tuple[str, ...] = BACKENDS) -> str:
     """Resolve 'auto' (first of `supported` that can run) or check an explicit choice."""
     if backend == "auto":
