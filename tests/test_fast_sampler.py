@@ -44,9 +44,9 @@ def test_fused_loop_equals_reference_loop(variant, backend):
     ids = torch.tensor([3, 0, 7])
     x0 = philox_uniform_ref(11, INIT_STEP, ids, 3072).view(3, 3, 32, 32)
     # A shorter ladder keeps the run short (shortest in the Triton interpreter, ~5 s a forward of NCSN v1's
-    # norms); still a valid decreasing ladder.
+    # norms: its first and last levels); still a valid decreasing ladder.
     triton = backend == "triton"
-    sig = cfg.sampling_sigmas()[:: (58 if triton else 20) if cfg.family == "ncsnv2" else 3]
+    sig = cfg.sampling_sigmas()[:: (116 if triton else 20) if cfg.family == "ncsnv2" else (9 if triton else 3)]
     kw = dict(n_steps_each=1 if triton else 2, step_lr=cfg.sampling.step_lr, denoise=cfg.sampling.denoise)
     ref = anneal_langevin(model_score(model), x0, sig, noise=philox_noise(11, ids, backend="torch"), **kw)
     set_backend(model, backend)
@@ -102,13 +102,14 @@ def test_device_state_loop_equals_fused_loop(variant, backend, steps_per_graph):
 
 
 def test_bf16_network_float32_state():
-    model, cfg = _load("ncsnv2_cifar10_ngf8")
+    # NCSN's 10 levels: a whole run in ~2 s (NCSNv2's 232 levels take ~35 s with bfloat16 emulated on most CPUs)
+    model, cfg = _load("ncsn_cifar10_ngf8")
     ref = sample(model, cfg, 4, seed=1, n_steps_each=1, progress=False, method="reference", rng="philox")
     bf16 = sample(model, cfg, 4, seed=1, n_steps_each=1, progress=False, dtype=torch.bfloat16)
     assert not torch.equal(bf16, ref)
     # bf16 keeps 8 significant bits: the network's output moves by ~2 % (2^-5.5, measured on the fixtures),
     # but only the score term of each update sees it; the float32 state and the exact noise keep the
-    # samples within 2^-7 of max|x|.
+    # samples within 2^-7 of max|x| (measured: 2^-9.3 here, 2^-8.4 over NCSNv2's 232 levels).
     assert (bf16 - ref).abs().max() <= 2 ** -7 * ref.abs().max()
 
 
