@@ -51,6 +51,18 @@ def python_stdout(code: str, **env: str) -> str:
                           check=True).stdout
 
 
+def refused(capsys, *args) -> tuple[int, str]:
+    """ncsn-fast `args` run by main() in this process (a refusal costs no start of Python and torch): (exit code,
+    stderr); argparse's refusals exit by SystemExit. tests/test_cli.py runs the real command for one refusal."""
+    from ncsn_fast.cli import main
+    capsys.readouterr()
+    try:
+        rc = main([str(a) for a in args])
+    except SystemExit as e:
+        rc = e.code
+    return rc, capsys.readouterr().err
+
+
 def outputs_per_cpu_isa(code: str) -> dict[str, str]:
     """{ISA the CPU loops picked: what `code` printed after its first line} for runs capped at each ISA
     (NCSN_FAST_CPU_ISA: none, avx2, baseline); `code` prints ncsn_fast._C.normals_isa() first."""

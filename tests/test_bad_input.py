@@ -3,13 +3,11 @@ setting from the command line, a config or a checkpoint is checked against its r
 
 import json
 import struct
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from conftest import fixture_path
+from conftest import fixture_path, refused
 
 from ncsn_fast import load_checkpoint, sample
 from ncsn_fast.cli import main
@@ -106,14 +104,13 @@ def test_numpy_dtype_is_admitted_only_for_scalar_dtypes(tmp_path):
     load_checkpoint(npp)  # its own numpy.dtype('f8') scalar still loads
 
 
-def test_a_config_with_no_langevin_steps_is_refused_by_sample(tmp_path):
+def test_a_config_with_no_langevin_steps_is_refused_by_sample(tmp_path, capsys):
     """n_steps_each 0 used to give pure noise with exit 0."""
     raw = _v2_config()
     raw["sampling"]["n_steps_each"] = 0
     import yaml
     (tmp_path / "config.yml").write_text(yaml.safe_dump(raw))
-    r = subprocess.run([sys.executable, "-m", "ncsn_fast.cli", "sample", "--checkpoint", str(fixture_path(V2[0])),
-                        "--config", str(tmp_path / "config.yml"), "--out", str(tmp_path / "s"), "--quiet"],
-                       capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "sampling.n_steps_each" in r.stderr
+    rc, err = refused(capsys, "sample", "--checkpoint", fixture_path(V2[0]), "--config", tmp_path / "config.yml",
+                      "--out", tmp_path / "s", "--quiet")
+    assert rc == 2 and err.count("\n") == 1 and "sampling.n_steps_each" in err
     assert not (tmp_path / "s").exists()

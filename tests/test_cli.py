@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import fixture_path
+from conftest import fixture_path, refused
 from PIL import Image
 
 from ncsn_fast.cli import main
@@ -40,7 +40,7 @@ def test_info(capsys):
 
 
 @pytest.mark.parametrize("case", ["missing", "wrong_config", "negative_n", "no_config", "out_is_file"])
-def test_bad_input_one_line_exit_2_no_output(tmp_path, case):
+def test_bad_input_one_line_exit_2_no_output(tmp_path, capsys, case):
     ckpt = fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth")
     out = tmp_path / "out"
     args = {"missing": ["--checkpoint", tmp_path / "nope.pth"],
@@ -50,13 +50,21 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, case):
             "out_is_file": ["--checkpoint", ckpt]}[case]
     if case == "out_is_file":
         out.write_text("x")
-    r = run("sample", *args, "--out", out)
-    assert r.returncode == 2
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and "error:" in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
+    rc, err = refused(capsys, "sample", *args, "--out", out)
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "error:" in lines[0], err
     if case != "out_is_file":
         assert not out.exists()
+
+
+def test_a_refusal_is_one_line_from_the_command_itself(tmp_path):
+    """The installed command's process: exit status 2, one line on stderr, no traceback, nothing written."""
+    out = tmp_path / "out"
+    r = run("sample", "--checkpoint", fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
+            "--config", fixture_path("ncsn_cifar10_ngf8_config.yml"), "--out", out)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("ncsn-fast: error: "), r.stderr
+    assert "Traceback" not in r.stderr and not out.exists()
 
 
 def test_demo(tmp_path, capsys):
@@ -100,7 +108,7 @@ def test_info_lists_the_samplers_a_checkpoint_supports(capsys):
 @pytest.mark.parametrize("case", ["unknown", "steps0", "negative_churn", "off_ladder", "churn_on_v1", "ald_option",
                                   "n_steps_each", "steps_on_ode", "tol_on_heun", "fast_and_sampler", "fast_on_v1",
                                   "model_and_checkpoint", "cas_without_step_lr"])
-def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
+def test_bad_sampler_settings_exit_2_no_output(tmp_path, capsys, case):
     v1 = ["--checkpoint", fixture_path("ncsn_cifar10_ngf8_checkpoint.pth"),
           "--config", fixture_path("ncsn_cifar10_ngf8_config.yml")]
     args = {"unknown": ["--sampler", "magic"], "steps0": ["--sampler", "heun", "--steps", "0"],
@@ -113,9 +121,9 @@ def test_bad_sampler_settings_exit_2_no_output(tmp_path, case):
             "fast_on_v1": [*v1, "--fast"], "model_and_checkpoint": [*v1, "--model", "digits-ncsnpp"],
             "cas_without_step_lr": ["--model", "digits-ncsnpp", "--sampler", "cas"]}[case]
     out = tmp_path / "out"
-    r = run("sample", *args, "--out", out, "--quiet")
-    lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "error:" in lines[0], r.stderr
+    rc, err = refused(capsys, "sample", *args, "--out", out, "--quiet")
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and "error:" in lines[0], err
     assert not out.exists()
 
 
@@ -138,8 +146,8 @@ def test_info_on_a_bare_checkpoint_reports_what_the_weights_tell(tmp_path, capsy
         assert "232, sigma 50 -> 0.01 (the sigmas buffer)" in text and "EMA weights present" in text
     else:
         assert "the sigma ladder: give --sigma-begin and --sigma-end" in text
-    r = run("sample", "--checkpoint", bare, "--out", tmp_path / "out", "--quiet")  # sampling still needs them
-    assert r.returncode == 2 and "--image-size" in r.stderr and not (tmp_path / "out").exists()
+    rc, err = refused(capsys, "sample", "--checkpoint", bare, "--out", tmp_path / "out", "--quiet")
+    assert rc == 2 and "--image-size" in err and not (tmp_path / "out").exists()  # sampling still needs them
 
 
 def test_distributed_setup_takes_the_gpu_of_local_rank(monkeypatch):
