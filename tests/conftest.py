@@ -63,16 +63,6 @@ def refused(capsys, *args) -> tuple[int, str]:
     return rc, capsys.readouterr().err
 
 
-def outputs_per_cpu_isa(code: str) -> dict[str, str]:
-    """{ISA the CPU loops picked: what `code` printed after its first line} for runs capped at each ISA
-    (NCSN_FAST_CPU_ISA: none, avx2, baseline); `code` prints ncsn_fast._C.normals_isa() first."""
-    outs = {}
-    for isa in ("", "avx2", "baseline"):
-        picked, digest = python_stdout(code, NCSN_FAST_CPU_ISA=isa).split("\n", 1)
-        outs[picked] = digest
-    return outs
-
-
 def train_cli(config: Path, out: Path, processes: int = 1, steps: int = 3) -> tuple[dict, list[float]]:
     """`ncsn-fast train --data digits` for `steps` steps in a subprocess, in one process or under torchrun with
     `processes` CPU processes (gloo); (the checkpoint.pth it wrote, the losses of train_log.csv)."""
