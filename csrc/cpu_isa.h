@@ -1,7 +1,7 @@
 // The widest x86 vector ISA this CPU runs (AVX-512, AVX2 or the baseline x86-64 / any other CPU), chosen once,
 // for the CPU loops compiled once per ISA (NCSN_CPU_VARIANTS). NCSN_FAST_CPU_ISA=avx2 | baseline caps the
-// choice (tests/test_cpu_isa.py compares the variants' bits). The loops use no FMA contraction (-ffp-contract=off) and only
-// correctly rounded operations, so every variant computes the same bits.
+// choice (tests/test_cpu_isa.py compares the variants' bits). The loops use no FMA contraction
+// (-ffp-contract=off) and only correctly rounded operations, so every variant computes the same bits.
 #pragma once
 #include <cstdlib>
 #include <cstring>
