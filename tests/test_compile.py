@@ -130,7 +130,27 @@ def test_backend_choice_is_marked_constant_as_torch_marks_it():
     assert vars(torchs) and vars(ours) == vars(torchs)
 
 
-def test_the_command_line_starts_without_torch_dynamo():
+def test_the_command_line_and_eager_ops_start_without_torch_dynamo():
+    """torch.library's dispatcher imports torch._dynamo (~2.5 s) at a process's first custom-op call: plain eager
+    calls skip it (ops._backends.FusedOp), so neither the command line nor a first forward waits for that."""
     from conftest import python_stdout
-    out = python_stdout("import sys, ncsn_fast.cli; print([m for m in sys.modules if m.startswith('torch._dynamo')])")
-    assert out.strip() == "[]"
+    code = ("import sys, torch, ncsn_fast.cli; from ncsn_fast.ops import elu, conv3x3\n"
+            "x = torch.randn(1, 8, 8, 8).contiguous(memory_format=torch.channels_last)\n"
+            "w = torch.nn.Parameter(torch.randn(8, 8, 3, 3))  # a module's weights\n"
+            "with torch.no_grad(): y = conv3x3(elu(x, backend='cpu'), w, backend='cpu')\n"
+            "print([m for m in sys.modules if m.startswith('torch._dynamo')])")
+    assert python_stdout(code).strip() == "[]"
+
+
+def test_traced_and_autograd_calls_go_through_the_registered_op():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from ncsn_fast.ops._backends import _plain_eager
+    with FakeTensorMode():  # the body would read a fake tensor's data pointer: the op's fake implementation runs
+        x = torch.empty(2, 8, 4, 4)
+        y = elu(instance_norm_plus(x, torch.ones(8), torch.ones(8), torch.zeros(8), backend="cpu"), backend="cpu")
+    assert y.shape == (2, 8, 4, 4) and type(y) is not torch.Tensor
+    leaf = torch.ones(3, requires_grad=True)
+    assert not _plain_eager((leaf,)) and _plain_eager((leaf.detach(),))
+    with torch.no_grad():
+        assert _plain_eager((leaf,))

@@ -108,7 +108,7 @@ def test_opcheck():
     x0, p0, h, mult = _inputs((2, 3, 4, 4), torch.float32, False)
     from ncsn_fast.ops.sampler_update import _sampler_update_op
     args = (x0.clone(), p0.clone(), h, torch.tensor([3]), torch.tensor([1]), torch.arange(2), COEFS, mult, "cpu")
-    torch.library.opcheck(_sampler_update_op, args)
+    torch.library.opcheck(_sampler_update_op.op, args)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

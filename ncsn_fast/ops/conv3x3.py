@@ -96,7 +96,7 @@ def why_not_winograd(x: torch.Tensor, weight: torch.Tensor, dilation: int, backe
     return None
 
 
-@torch.library.custom_op("ncsn_fast::winograd_weights", mutates_args=())
+@_backends.fused_op("ncsn_fast::winograd_weights", mutates_args=())
 def _winograd_weights_op(weight: torch.Tensor) -> torch.Tensor:
     co, ci = weight.shape[:2]
     w = weight.detach().float().contiguous()
@@ -119,7 +119,7 @@ def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
     return _winograd_weights_op(weight)
 
 
-@torch.library.custom_op("ncsn_fast::conv3x3", mutates_args=())
+@_backends.fused_op("ncsn_fast::conv3x3", mutates_args=())
 def conv3x3_op(x: torch.Tensor, weight: torch.Tensor, u: torch.Tensor, bias: torch.Tensor | None,
                 residual: torch.Tensor | None, dilation: int, elu: bool, divisor: float, u_version: int,
                 backend: str) -> torch.Tensor:

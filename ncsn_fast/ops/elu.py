@@ -23,7 +23,7 @@ def _dense(x: torch.Tensor) -> bool:
     return x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
 
 
-@torch.library.custom_op("ncsn_fast::elu", mutates_args=())
+@_backends.fused_op("ncsn_fast::elu", mutates_args=())
 def _elu_op(x: torch.Tensor, backend: str) -> torch.Tensor:
     if backend == "torch":
         return elu_ref(x)

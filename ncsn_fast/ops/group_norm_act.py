@@ -33,7 +33,7 @@ def _channels_last(x: torch.Tensor) -> bool:
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-@torch.library.custom_op("ncsn_fast::group_norm_act", mutates_args=())
+@_backends.fused_op("ncsn_fast::group_norm_act", mutates_args=())
 def _group_norm_act_op(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, add: torch.Tensor | None,
                        groups: int, eps: float, silu: bool, backend: str) -> torch.Tensor:
     channels_last = _channels_last(x)

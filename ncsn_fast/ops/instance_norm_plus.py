@@ -44,7 +44,7 @@ def _channels_last(x: torch.Tensor) -> bool:
     return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
-@torch.library.custom_op("ncsn_fast::instance_norm_plus", mutates_args=())
+@_backends.fused_op("ncsn_fast::instance_norm_plus", mutates_args=())
 def _instance_norm_plus_op(x: torch.Tensor, gamma: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
                            elu: bool, backend: str) -> torch.Tensor:
     channels_last = _channels_last(x)

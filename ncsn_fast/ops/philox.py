@@ -101,7 +101,7 @@ def _as_index_tensor(v, device) -> torch.Tensor:
     return t
 
 
-@torch.library.custom_op("ncsn_fast::philox_normal", mutates_args=())
+@_backends.fused_op("ncsn_fast::philox_normal", mutates_args=())
 def _philox_normal_op(seed: torch.Tensor, step: torch.Tensor, sample_ids: torch.Tensor, numel: int,
                       backend: str) -> torch.Tensor:
     out = torch.empty(sample_ids.shape[0], numel, dtype=torch.float32, device=sample_ids.device)

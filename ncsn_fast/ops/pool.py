@@ -25,7 +25,7 @@ def pool5x5_ref(x: torch.Tensor, mode: str) -> torch.Tensor:
     return F.avg_pool2d(x, kernel_size=5, stride=1, padding=2)
 
 
-@torch.library.custom_op("ncsn_fast::pool5x5", mutates_args=())
+@_backends.fused_op("ncsn_fast::pool5x5", mutates_args=())
 def _pool5x5_op(x: torch.Tensor, mode: str, backend: str) -> torch.Tensor:
     channels_last = _channels_last(x)
     if backend == "torch":

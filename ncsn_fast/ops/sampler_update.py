@@ -59,7 +59,7 @@ def sampler_update_ref(x: torch.Tensor, p: torch.Tensor, h: torch.Tensor, coefs:
     return x_new, p_new
 
 
-@torch.library.custom_op("ncsn_fast::sampler_update_", mutates_args=("x", "p"))
+@_backends.fused_op("ncsn_fast::sampler_update_", mutates_args=("x", "p"))
 def _sampler_update_op(x: torch.Tensor, p: torch.Tensor, h: torch.Tensor, seed: torch.Tensor, step: torch.Tensor,
                        sample_ids: torch.Tensor, coefs: torch.Tensor, mult: torch.Tensor, backend: str) -> None:
     n = x.shape[0]
