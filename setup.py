@@ -2,15 +2,17 @@
 (sm_80, sm_90 and PTX for newer cards), bound with pybind11 without libtorch, so one build serves any
 torch version and the CUDA part compiles on a machine without a GPU.
 
-Knobs: NCSN_FAST_CUDA=0 skips CUDA, =1 requires it; CUDA_HOME points at the toolkit (default: from nvcc).
+Knobs: NCSN_FAST_CUDA=0 skips CUDA, =1 requires it; CUDA_HOME points at the toolkit (default: from nvcc);
+NCSN_FAST_BUILD_JOBS caps the parallel C++ compiles (default: one per CPU; the nvcc runs are one per CPU).
 """
 
 import os
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
 
 HERE = Path(__file__).parent.resolve()
@@ -50,14 +52,13 @@ class BuildExt(build_ext):
             nvcc, home = cuda
             out_dir = Path(self.build_temp) / "cuda"
             out_dir.mkdir(parents=True, exist_ok=True)
-            objects = []
-            for src in CUDA_SOURCES:
-                obj = out_dir / (src.stem + ".o")
-                cmd = [nvcc, "-c", str(src), "-o", str(obj), "-O3", "-std=c++17", f"-I{CSRC}",
-                       "-Xcompiler", "-fPIC", "--expt-relaxed-constexpr", *ARCH_FLAGS]
+            objects = [str(out_dir / (src.stem + ".o")) for src in CUDA_SOURCES]
+            cmds = [[nvcc, "-c", str(src), "-o", obj, "-O3", "-std=c++17", f"-I{CSRC}", "-Xcompiler", "-fPIC",
+                     "--expt-relaxed-constexpr", *ARCH_FLAGS] for src, obj in zip(CUDA_SOURCES, objects)]
+            for cmd in cmds:
                 print(" ".join(cmd))
-                subprocess.run(cmd, check=True)
-                objects.append(str(obj))
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:  # one nvcc per CPU
+                list(pool.map(lambda cmd: subprocess.run(cmd, check=True), cmds))
             lib_dir = next((d for d in (Path(home) / "lib64", Path(home) / "lib")
                             if (d / "libcudart_static.a").exists()), Path(home) / "lib64")
             ext.extra_objects += objects
@@ -81,4 +82,5 @@ ext = Pybind11Extension(
     cxx_std=17,
 )
 
+ParallelCompile("NCSN_FAST_BUILD_JOBS").install()  # the C++ sources one compiler per CPU (NCSN_FAST_BUILD_JOBS caps)
 setup(ext_modules=[ext], cmdclass={"build_ext": BuildExt})
