@@ -24,10 +24,8 @@ V2 = ("ncsnv2_cifar10_ngf8_checkpoint.pth", "ncsnv2_cifar10_ngf8_config.yml")
 ])
 def test_bad_numbers_on_the_command_line(tmp_path, capsys, flags, what):
     out = tmp_path / "out"
-    with pytest.raises(SystemExit) as e:
-        main(["sample", *flags, "--out", str(out), "--quiet"])
-    err = capsys.readouterr().err
-    assert e.value.code == 2 and err.count("\n") == 1 and what in err and not out.exists()
+    code, err = refused(capsys, "sample", *flags, "--out", out, "--quiet")
+    assert code == 2 and err.count("\n") == 1 and what in err and not out.exists()
 
 
 def test_seeds_outside_the_stream_are_refused_by_the_api():

@@ -53,6 +53,7 @@ def test_bad_input_one_line_exit_2_no_output(tmp_path, capsys, case):
     rc, err = refused(capsys, "sample", *args, "--out", out)
     lines = err.strip().splitlines()
     assert rc == 2 and len(lines) == 1 and "error:" in lines[0], err
+    assert "Traceback" not in err
     if case != "out_is_file":
         assert not out.exists()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import refused
 from PIL import Image
 
 from ncsn_fast import build_model, save_checkpoint
@@ -109,24 +110,13 @@ def test_refusals_exit_2_with_one_line(tiny_checkpoint, tmp_path, capsys, case):
     elif case == "bad_checkpoint":
         (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
         args[2] = str(tmp_path / "junk.pth")
-    with pytest.raises(SystemExit) if case == "n0" else _nullcontext() as exc:
-        code = main(args)
-    code = exc.value.code if case == "n0" else code
-    err = capsys.readouterr().err
+    code, err = refused(capsys, *args)
     assert code == 2, err
     assert err.startswith("ncsn-fast") and err.count("\n") == 1, err
     if case == "other_settings":
         assert "seed differ" in err
     if case == "foreign_files":
         assert (out / "notes.txt").read_text() == "mine" and sorted(os.listdir(out)) == ["notes.txt"]
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def test_two_processes_make_the_same_images(tiny_checkpoint, tmp_path):
