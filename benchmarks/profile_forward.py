@@ -30,7 +30,9 @@ GROUPS = {
     "aten::max_pool2d_with_indices": "max_pool2d (PyTorch)", "aten::avg_pool2d": "avg_pool2d (PyTorch)",
     "ncsn_fast::pool5x5": "pool5x5 (ours)", "aten::elu": "ELU", "aten::instance_norm": "instance norm (PyTorch)",
     "aten::native_batch_norm": "instance norm (PyTorch)", "aten::_batch_norm_impl_index": "instance norm (PyTorch)",
-    "ncsn_fast::instance_norm_plus": "instance norm++ (+ELU) (ours)", "aten::upsample_bilinear2d": "bilinear resize",
+    "ncsn_fast::instance_norm_plus": "instance norm++ (+ELU) (ours)", "ncsn_fast::elu": "ELU",
+    "ncsn_fast::conv3x3": "3x3 convolution (+add, ELU) (ours)", "ncsn_fast::winograd_weights": "Winograd weights",
+    "aten::upsample_bilinear2d": "bilinear resize",
     "aten::add": "add", "aten::add_": "add", "aten::div": "div", "aten::mul": "mul", "aten::copy_": "copy",
     "aten::mean": "mean/var", "aten::var": "mean/var", "aten::sub": "sub", "aten::sqrt": "sqrt",
 }

@@ -139,17 +139,23 @@ class FusedOp:
     """A torch.library custom op (`name`, body `fn`) whose plain eager calls run `fn` directly: the dispatcher adds
     ~20 us a call (an 8x8 ELU by elu(): 31-38 us with it, 15-18 without; PyTorch's own 5 us), and its first call
     imports torch._dynamo (2.45 s at a process's first op). Traced calls (torch.compile, export, fake tensors) and
-    calls under autograd go through the registered op, so compiled graphs hold it as before."""
+    calls under autograd go through the registered op, so compiled graphs hold it as before. Under torch.profiler a
+    plain call is recorded under the op's name (record_function), as the dispatcher would record it."""
 
     def __init__(self, name: str, fn, mutates_args=()):
-        self.fn = fn
+        self.name, self.fn = name, fn
         self.op = torch.library.custom_op(name, fn, mutates_args=mutates_args)
 
     def register_fake(self, fake):
         return self.op.register_fake(fake)
 
     def __call__(self, *args):
-        return (self.fn if _plain_eager(args) else self.op)(*args)
+        if not _plain_eager(args):
+            return self.op(*args)
+        if torch._C._autograd._profiler_enabled():  # ~65 ns; profiles name the op, as before
+            with torch.profiler.record_function(self.name):
+                return self.fn(*args)
+        return self.fn(*args)
 
 
 def fused_op(name: str, mutates_args=()):
