@@ -124,9 +124,10 @@ PLAIN = (torch.Tensor, torch.nn.Parameter)  # tensor types whose calls skip the 
 
 def _plain_eager(args) -> bool:
     """Whether a call can skip torch.library's dispatch: not traced (torch.compile, export, jit), no torch_function
-    or dispatch mode (make_fx, FakeTensorMode, functionalization), plain tensors, none of them recorded by autograd
+    or dispatch mode (make_fx, FakeTensorMode, functionalization), no torch.func transform (vmap's tensors have no
+    storage; the dispatcher's batching fallback loops over them), plain tensors, none of them recorded by autograd
     (the ops have no autograd formula: through the dispatcher a backward through them raises, as before)."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch._C._are_functorch_transforms_active():
         return False
     if _get_current_dispatch_mode() is not None or torch._C._is_torch_function_mode_enabled():
         return False
