@@ -148,3 +148,17 @@ def test_a_file_that_is_no_checkpoint_says_what_it_holds(tmp_path):
     torch.save({"epoch": 3, "lr": torch.tensor(1.0)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match=r"is not a checkpoint ncsn_fast reads.*a dict with keys epoch, lr"):
         load_checkpoint(tmp_path / "other.pth")
+
+
+def test_loading_imports_neither_torch_dynamo_nor_sympy():
+    """Each loader builds the network on the meta device for its shapes; PyTorch's meta normal_, randn and
+    arithmetic import torch._dynamo (~2 s) and sympy: the networks' initialisation skips them there
+    (models/init.py), so a load takes a fraction of a second (2.6-3.1 s before, measured)."""
+    from conftest import python_stdout
+    loads = [(str(fixture_path(f"{v}_checkpoint.pth")),
+              str(fixture_path(f"{v}_config{'.json' if v.startswith('ncsnpp') else '.yml'}")))
+             for v in EVERY_FIXTURE] + [(str(fixture_path("diffusers/ncsnpp_celebahq_like_nf8_img64")), None)]
+    code = ("import sys; from ncsn_fast import load_checkpoint\n"
+            f"for p, c in {loads!r}: load_checkpoint(p, config=c)\n"
+            "print(sorted({m for m in sys.modules if m.startswith(('torch._dynamo', 'sympy'))})[:3])")
+    assert python_stdout(code).strip() == "[]"

@@ -141,3 +141,22 @@ def test_models_train_with_autograd():
     out.square().sum().backward()
     assert out.shape == (2, 1, 8, 8)
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_initialisation_draws_as_torch_and_nothing_on_meta():
+    """models/init.py: the same draws as torch.randn / normal_ / nn.Embedding's initialisation (the networks
+    built from a seed are unchanged), and on the meta device no draw at all."""
+    from ncsn_fast.models.init import normal_, randn
+    for n in (7, 1000):  # normal_ draws sizes below 16 one by one, larger ones vectorised
+        torch.manual_seed(0)
+        want = torch.randn(n) * 3.0
+        torch.manual_seed(0)
+        assert torch.equal(randn(n, scale=3.0), want)
+    torch.manual_seed(0)
+    want = torch.nn.Embedding(10, 6).weight.detach()
+    torch.manual_seed(0)
+    assert torch.equal(randn(10, 6), want)
+    state = torch.random.get_rng_state()
+    with torch.device("meta"):
+        assert randn(4).is_meta and normal_(torch.empty(3), 1, 0.02).is_meta
+    assert torch.equal(torch.random.get_rng_state(), state)

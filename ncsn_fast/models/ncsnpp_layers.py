@@ -22,6 +22,7 @@ from torch import nn
 
 from ..ops.group_norm_act import group_norm_act
 from .conv import Conv2d, conv_add
+from .init import randn
 from .norms import Fusable
 
 # The skip connections' rescaling (x + h) / sqrt 2, a Python float: a NumPy scalar handed to conv_add made
@@ -162,7 +163,7 @@ class GaussianFourierProjection(nn.Module):
 
     def __init__(self, embedding_size: int = 256, scale: float = 1.0):
         super().__init__()
-        self.W = nn.Parameter(torch.randn(embedding_size) * scale, requires_grad=False)
+        self.W = nn.Parameter(randn(embedding_size, scale=scale), requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x_proj = x[:, None] * self.W[None, :].to(x.dtype) * 2 * np.pi

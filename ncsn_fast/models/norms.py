@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..ops.instance_norm_plus import instance_norm_plus, instance_norm_plus_ref
+from .init import normal_, randn
 
 
 class Fusable(nn.Module):
@@ -45,8 +46,8 @@ class InstanceNorm2dPlus(_NormPlus):
     def __init__(self, num_features: int, num_classes: int | None = None):
         super().__init__()
         self.num_features = num_features
-        self.alpha = nn.Parameter(torch.empty(num_features).normal_(1, 0.02))
-        self.gamma = nn.Parameter(torch.empty(num_features).normal_(1, 0.02))
+        self.alpha = nn.Parameter(normal_(torch.empty(num_features), 1, 0.02))
+        self.gamma = nn.Parameter(normal_(torch.empty(num_features), 1, 0.02))
         self.beta = nn.Parameter(torch.zeros(num_features))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None, elu: bool = False) -> torch.Tensor:
@@ -59,9 +60,10 @@ class ConditionalInstanceNorm2dPlus(_NormPlus):
     def __init__(self, num_features: int, num_classes: int):
         super().__init__()
         self.num_features = num_features
-        self.embed = nn.Embedding(num_classes, num_features * 3)
+        # nn.Embedding's own initialisation (normal_(0, 1)), then the original's: the same draws, in the same order
+        self.embed = nn.Embedding(num_classes, num_features * 3, _weight=randn(num_classes, num_features * 3))
+        normal_(self.embed.weight[:, : 2 * num_features], 1, 0.02)
         with torch.no_grad():
-            self.embed.weight[:, : 2 * num_features].normal_(1, 0.02)
             self.embed.weight[:, 2 * num_features:].zero_()
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, elu: bool = False) -> torch.Tensor:
