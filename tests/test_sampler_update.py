@@ -111,6 +111,22 @@ def test_opcheck():
     torch.library.opcheck(_sampler_update_op.op, args)
 
 
+@pytest.mark.parametrize("backend", ["torch", "cpu"])
+def test_writes_in_place_are_seen_by_autograd(backend):
+    """A plain eager call skips the dispatcher, but bumps x's and p's version counters as it would: a tensor
+    saved for a backward and then updated makes the backward refuse instead of using the new values."""
+    skip_unless_backend(backend)
+    x, p, h, mult = _inputs((2, 3, 4, 4), torch.float32, False)
+    w = torch.ones_like(x, requires_grad=True)
+    loss = (w * x).sum() + (w * p).sum()  # saves x and p for w's gradient
+    before = x._version, p._version
+    with torch.no_grad():
+        sampler_update_(x, p, h, COEFS, mult, seed=3, step=1, sample_ids=torch.arange(2), backend=backend)
+    assert x._version > before[0] and p._version > before[1]
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        loss.backward()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("shape", SHAPES.values(), ids=SHAPES.keys())
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)

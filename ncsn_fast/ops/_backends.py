@@ -11,6 +11,7 @@ sampler-cifar10_nvidia-h200.md); on the CPU `auto` never picks Triton's interpre
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 from functools import cache
 
@@ -140,12 +141,15 @@ class FusedOp:
     """A torch.library custom op (`name`, body `fn`) whose plain eager calls run `fn` directly: the dispatcher adds
     ~20 us a call (an 8x8 ELU by elu(): 31-38 us with it, 15-18 without; PyTorch's own 5 us), and its first call
     imports torch._dynamo (2.45 s at a process's first op). Traced calls (torch.compile, export, fake tensors) and
-    calls under autograd go through the registered op, so compiled graphs hold it as before. Under torch.profiler a
-    plain call is recorded under the op's name (record_function), as the dispatcher would record it."""
+    calls under autograd go through the registered op, so compiled graphs hold it as before. What else the
+    dispatcher did, a plain call does too: under torch.profiler it is recorded under the op's name
+    (record_function), and the arguments it writes in place get their version counters bumped."""
 
     def __init__(self, name: str, fn, mutates_args=()):
         self.name, self.fn = name, fn
         self.op = torch.library.custom_op(name, fn, mutates_args=mutates_args)
+        params = list(inspect.signature(fn).parameters)
+        self.mutated = tuple(params.index(a) for a in mutates_args)  # positions of the arguments written in place
 
     def register_fake(self, fake):
         return self.op.register_fake(fake)
@@ -155,8 +159,12 @@ class FusedOp:
             return self.op(*args)
         if torch._C._autograd._profiler_enabled():  # ~65 ns; profiles name the op, as before
             with torch.profiler.record_function(self.name):
-                return self.fn(*args)
-        return self.fn(*args)
+                out = self.fn(*args)
+        else:
+            out = self.fn(*args)
+        if self.mutated:  # as the dispatcher does: autograd then sees a saved tensor changed (~0.5 us)
+            torch.autograd.graph.increment_version([args[i] for i in self.mutated])
+        return out
 
 
 def fused_op(name: str, mutates_args=()):
