@@ -162,3 +162,30 @@ def test_traced_and_autograd_calls_go_through_the_registered_op():
     ref = torch.nn.functional.elu(x)
     y = torch.func.vmap(lambda t: elu(t, backend="cpu"))(x)
     assert ((y - ref).abs() <= 4 * 2 ** -24 * ref.abs() + 2 ** -23).all()  # test_elu.py's bound
+
+
+def test_an_op_runs_on_its_tensors_cuda_device(monkeypatch):
+    """Our launchers launch on the current CUDA device and a custom op's Python body gets no device guard: the body
+    makes its first tensor's device current when another one is (tests/test_gpu.py runs it on a second GPU)."""
+    from types import SimpleNamespace
+
+    from ncsn_fast.ops._backends import on_device_of_first_arg
+    entered = []
+
+    class Device:  # torch.cuda.device, recorded
+        def __init__(self, d):
+            self.d = d
+
+        def __enter__(self):
+            entered.append(self.d)
+
+        def __exit__(self, *exc):
+            entered.append("exit")
+
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "device", Device)
+    body = on_device_of_first_arg(lambda t, k: (k, list(entered)))
+    on1, on0 = (SimpleNamespace(is_cuda=True, device=torch.device("cuda", i)) for i in (1, 0))
+    assert body(on1, "a") == ("a", [torch.device("cuda", 1)]) and entered[-1] == "exit"
+    entered.clear()
+    assert body(on0, "b") == ("b", []) and body(torch.ones(1), "c") == ("c", []) and entered == []

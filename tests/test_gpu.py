@@ -353,3 +353,29 @@ def test_ncsnpp_training_on_gpu_learns(tmp_path, amp):
     assert sum(losses[-10:]) < 0.7 * sum(losses[:10])
     model, cfg = load_checkpoint(t.save())
     assert cfg.family == "ncsnpp" and sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs a second CUDA device")
+@pytest.mark.parametrize("backend", GPU_BACKENDS)
+def test_ops_on_a_device_that_is_not_current(backend):
+    """Tensors on cuda:1 while cuda:0 is current: each op launches on its tensors' device (no set_device)."""
+    skip_unless_backend(backend, DEV)
+    dev = torch.device("cuda", 1)
+    assert torch.cuda.current_device() == 0
+    x = torch.randn(4, 8, 16, 16)
+    out, ref = elu(x.to(dev), backend=backend), torch.nn.functional.elu(x)
+    assert out.device == dev and ((out.cpu() - ref).abs() <= 4 * 2 ** -24 * ref.abs() + 2 ** -23).all()
+    ids = torch.arange(4, device=dev)
+    z = philox_normal(7, 3, ids, 3 * 16 * 16, backend=backend)
+    assert (z.cpu() - philox_normal_ref(7, 3, ids.cpu(), 3 * 16 * 16)).abs().max() <= 1e-6
+    # a graphed sampler there too (capture and replay need that device current)
+    from ncsn_fast.sampling import Denoiser, GraphedProgram, SamplerSettings, plan, run_program
+    model, cfg = load_checkpoint(fixture_path("ncsnv2_cifar10_ngf8_checkpoint.pth"),
+                                 config=fixture_path("ncsnv2_cifar10_ngf8_config.yml"), device=dev)
+    den = Denoiser.from_model(set_backend(model, backend))
+    prog = plan(SamplerSettings("heun", steps=3), den, cfg).program
+    x0 = prog.initial_state(den, 1, ids, cfg.image_shape, dev)
+    fused = run_program(prog, den, x0, seed=1, sample_ids=ids, backend=backend)
+    graphed = GraphedProgram(den, 4, cfg.image_shape, dev, backend=backend)(prog, x0, seed=1, sample_ids=ids)
+    assert graphed.device == dev and (graphed - fused).abs().max() <= 1e-5 * fused.abs().max()
+    assert torch.cuda.current_device() == 0

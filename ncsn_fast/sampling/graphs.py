@@ -10,6 +10,7 @@ capture=False runs exactly the same steps eagerly (any device).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 
@@ -55,7 +56,13 @@ class CapturedSteps:
     def _run(self, total: int, reset: Callable[[], None], progress: Callable[[int], object] | None,
              check: Callable[[], None] | None = None) -> None:
         """`total` steps from the state `reset()` sets (called again after any capture's warm-up moved it);
-        check() is called whenever the host has waited for the device (every replay, two behind), and at the end."""
+        check() is called whenever the host has waited for the device (every replay, two behind), and at the end.
+        Captured and replayed with the state's device current (a capture and its replays run on the current
+        device's streams), whichever device the caller had current."""
+        with torch.cuda.device(self.device) if self.capture else nullcontext():
+            self._run_steps(total, reset, progress, check)
+
+    def _run_steps(self, total, reset, progress, check) -> None:
         k = min(self.k, total)
         chunks = [k] * (total // k) + [1] * (total % k)  # replays of the k-step graph, then one-step ones
         if self.capture:
