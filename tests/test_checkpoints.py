@@ -153,11 +153,13 @@ def test_a_file_that_is_no_checkpoint_says_what_it_holds(tmp_path):
 def test_loading_imports_neither_torch_dynamo_nor_sympy():
     """Each loader builds the network on the meta device for its shapes; PyTorch's meta normal_, randn and
     arithmetic import torch._dynamo (~2 s) and sympy: the networks' initialisation skips them there
-    (models/init.py), so a load takes a fraction of a second (2.6-3.1 s before, measured)."""
+    (models/init.py), so a load takes a fraction of a second (2.6-3.1 s before, measured). The last load infers
+    its config from the weights (several networks built on meta)."""
     from conftest import python_stdout
     loads = [(str(fixture_path(f"{v}_checkpoint.pth")),
               str(fixture_path(f"{v}_config{'.json' if v.startswith('ncsnpp') else '.yml'}")))
-             for v in EVERY_FIXTURE] + [(str(fixture_path("diffusers/ncsnpp_celebahq_like_nf8_img64")), None)]
+             for v in EVERY_FIXTURE] + [(str(fixture_path("diffusers/ncsnpp_celebahq_like_nf8_img64")), None),
+                                        (str(fixture_path("ncsnpp/ncsnpp_church_nf8_img64_checkpoint.pth")), None)]
     code = ("import sys; from ncsn_fast import load_checkpoint\n"
             f"for p, c in {loads!r}: load_checkpoint(p, config=c)\n"
             "print(sorted({m for m in sys.modules if m.startswith(('torch._dynamo', 'sympy'))})[:3])")
