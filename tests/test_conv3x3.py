@@ -166,6 +166,27 @@ def test_tiles_counted_per_dilated_sub_grid_and_too_few_run_the_direct_convoluti
         assert not torch.equal(conv(enough), F.conv2d(enough, conv.weight, conv.bias, padding=1))
 
 
+def test_the_kept_decision_follows_the_input_the_backend_and_the_weight():
+    """Conv2d.fuses keeps its last answer: each thing it depends on, changed, decides again."""
+    skip_unless_backend("cpu")
+    conv = Conv2d(8, 8, 3, padding=1).eval()
+    conv.backend = "auto"
+    x = _cl(torch.randn(2, 8, 16, 16))
+    with torch.no_grad():
+        assert conv.fuses(x) and conv.fuses(x)
+        assert not conv.fuses(x.contiguous())  # layout
+        assert not conv.fuses(_cl(torch.randn(1, 8, 4, 4)))  # shape: too few tiles
+        assert not conv.fuses(x.double()) and conv.fuses(x)  # dtype, then back
+        conv.backend = "torch"
+        assert not conv.fuses(x)
+        conv.backend = "auto"
+        conv.double()  # the weight's dtype
+        assert not conv.fuses(x)
+        conv.float()
+        assert conv.fuses(x)
+    assert not conv.fuses(x)  # autograd on
+
+
 def test_fused_elu_is_the_elu_op_bit_for_bit():
     """The ELU in the convolution's pass is the elu op's arithmetic on vectors: the same bits, NaN and -inf too."""
     skip_unless_backend("cpu")

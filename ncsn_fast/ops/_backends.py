@@ -133,8 +133,10 @@ def _plain_eager(args) -> bool:
     if _get_current_dispatch_mode() is not None or torch._C._is_torch_function_mode_enabled():
         return False
     grad = torch.is_grad_enabled()
-    return not any(isinstance(a, torch.Tensor) and (type(a) not in PLAIN or (grad and a.requires_grad))
-                   for a in args)
+    for a in args:  # a loop, not any(generator): this runs at every op call
+        if isinstance(a, torch.Tensor) and (type(a) not in PLAIN or (grad and a.requires_grad)):
+            return False
+    return True
 
 
 def on_device_of_first_arg(fn):
