@@ -102,16 +102,21 @@ def test_compiled_conv_keeps_its_transformed_weights_and_follows_an_in_place_cha
 def test_ncsnpp_traces_whole(backend):
     """NCSN++ (the original's code path and ours) is one graph for torch.compile: a graph break (once: the skip
     rescaling's NumPy sqrt 2 reaching a branch) splits it per block, which then recompile per shape past
-    dynamo's limit and run eager, so compile's figures would be understated. Dynamo alone (backend 'eager')."""
+    dynamo's limit and run eager, so compile's figures would be understated. Dynamo alone (backend 'eager'),
+    without a warning of ours (it warned once of tracing through the FIR filter's cache)."""
+    import warnings
+
     from ncsn_fast.bench.ncsnpp import ncsnpp_model
     model, _, _ = ncsnpp_model(True, torch.device("cpu"))
     set_backend(model, backend)
     fmt = torch.channels_last if backend == "auto" else torch.contiguous_format
     x, sigma = torch.rand(2, 3, 32, 32).to(memory_format=fmt), torch.full((2,), 5.0)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         eager = model(x, sigma)
         traced = torch.compile(model, backend="eager", fullgraph=True)(x, sigma)
     assert (traced - eager).abs().max() <= 1e-5 * eager.abs().max()
+    assert [str(w.message) for w in caught if "ncsn" in str(w.message) or "ncsn_fast" in w.filename] == []
 
 
 def test_backend_choice_is_marked_constant_as_torch_marks_it():

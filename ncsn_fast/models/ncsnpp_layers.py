@@ -49,7 +49,10 @@ def _fir_on(k: tuple, gain: float, device: torch.device, dtype: torch.dtype) -> 
 
 
 def fir_on(k, gain: float, like: torch.Tensor) -> torch.Tensor:
-    return _fir_on(tuple(k), float(gain), like.device, like.dtype)
+    # traced, the filter is a constant of the graph: dynamo would trace through the cache anyway (and warn that it
+    # does, once per process)
+    made = _fir_on.__wrapped__ if torch.compiler.is_compiling() else _fir_on
+    return made(tuple(k), float(gain), like.device, like.dtype)
 
 
 def upfirdn2d(x: torch.Tensor, k: torch.Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0)):
