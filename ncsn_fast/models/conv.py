@@ -36,9 +36,10 @@ class Conv2d(nn.Conv2d, Fusable):
         w = self.weight
         key = (x.shape, x.dtype, x.device, x.is_contiguous(memory_format=torch.channels_last), self.backend,
                w.shape, w.dtype, w.device)
-        if self._decided is None or self._decided[0] != key:
-            self._decided = (key, self._decide(x))
-        return self._decided[1]
+        decided = self._decided  # read once: another thread may replace it meanwhile
+        if decided is None or decided[0] != key:
+            decided = self._decided = (key, self._decide(x))
+        return decided[1]
 
     def _decide(self, x: torch.Tensor) -> bool:
         d = self.dilation[0]
